@@ -1,0 +1,146 @@
+"""The reference speculative decoder (Leviathan et al. 2023; Chen et al. 2023).
+
+One step: the draft proposes gamma tokens (one pass each), the target scores them all in one
+pass, the rejection test keeps the longest accepted prefix and adds one token from the residual
+or, when all gamma were accepted, a bonus token from the target. Both KV caches are then cropped
+back to the accepted prefix. The first token comes from the target's prefill, before any draft
+work, so time to first token equals the autoregressive baseline's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+from .checks import check_gamma, check_pair, check_request, default_generator
+from .kv import CachedLM, check_finite, model_device
+from .output import TokenSink
+from .sampling import (
+    GREEDY,
+    SamplingConfig,
+    choose_token,
+    probs_from_logits,
+    sample,
+    verify_greedy,
+    verify_sampled,
+)
+from .stats import DecodeResult, StatsCounter
+
+
+class SpeculativeDecoder:
+    """Draft-then-verify decoding of ``target`` with ``draft``, batch size 1, exact in distribution."""
+
+    name = "speculative"
+
+    def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4) -> None:
+        check_pair(target, draft)
+        self.target = target
+        self.draft = draft
+        self.gamma = check_gamma(gamma)
+        self._target = CachedLM(target)
+        self._draft = CachedLM(draft)
+
+    def generate(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        max_new_tokens: int,
+        sampling: SamplingConfig = GREEDY,
+        gamma: int | None = None,
+        eos_token_id: int | None = None,
+        generator: torch.Generator | None = None,
+        on_token: Callable[[int], None] | None = None,
+    ) -> DecodeResult:
+        """(1, prompt_len) prompt -> the new tokens and their stats."""
+        gamma = check_gamma(self.gamma if gamma is None else gamma)
+        check_request(self.target, input_ids, max_new_tokens, sampling, generator)
+        if generator is None and not sampling.greedy:
+            generator = default_generator(model_device(self.target))
+        self._target.reset()
+        self._draft.reset()
+        sink = TokenSink(max_new_tokens, eos_token_id, on_token)
+        counter = StatsCounter()
+        prompt_len = input_ids.shape[1]
+        seq = torch.empty(prompt_len + max_new_tokens, dtype=torch.long, device=input_ids.device)
+        seq[:prompt_len] = input_ids[0]
+        length = prompt_len
+        with torch.inference_mode():
+            while not sink.finished:
+                step_gamma = min(gamma, sink.remaining - 1) if length > prompt_len else 0
+                if step_gamma == 0:
+                    new, n_accepted = self._target_step(seq, length, sampling, generator), 0
+                else:
+                    new, n_accepted = self.step(seq, length, step_gamma, sampling, generator)
+                emitted = sink.emit(new)
+                if length == prompt_len:
+                    counter.forwards_before_first_token = self._target.forwards + self._draft.forwards
+                if step_gamma:
+                    rejected = n_accepted < step_gamma and emitted > n_accepted
+                    counter.record_step(step_gamma, min(n_accepted, emitted), rejected)
+                length += len(new)
+        counter.new_tokens = len(sink.tokens)
+        return DecodeResult(tokens=sink.tokens, stats=counter.freeze(self._target, self._draft))
+
+    def step(
+        self,
+        seq: torch.Tensor,
+        length: int,
+        gamma: int,
+        sampling: SamplingConfig,
+        generator: torch.Generator | None,
+    ) -> tuple[list[int], int]:
+        """One speculative step on ``seq[:length]``; writes the new tokens into ``seq``.
+
+        Returns (the accepted draft tokens plus the correction or bonus token, n accepted).
+        """
+        # 1. Draft gamma tokens, one pass each; the first pass also catches the draft up with seq.
+        pending = seq[self._draft.length : length]
+        draft_tokens, draft_probs, finite = [], [], []
+        for _ in range(gamma):
+            logits = self._draft.forward(pending)[-1]  # (vocab,)
+            finite.append(torch.isfinite(logits).all())
+            if sampling.greedy:
+                token = logits.argmax()
+            else:
+                probs = probs_from_logits(logits, sampling)  # the distribution the token is drawn from
+                token = sample(probs.unsqueeze(0), generator)[0]
+                draft_probs.append(probs)
+            draft_tokens.append(token)
+            pending = token.view(1)
+        draft_tokens = torch.stack(draft_tokens)  # (gamma,)
+
+        # 2. One target pass over the last committed token and the gamma draft tokens.
+        verify_input = torch.cat([seq[self._target.length : length], draft_tokens])
+        target_logits = self._target.forward(verify_input, keep=gamma + 1)  # (gamma + 1, vocab)
+        finite.append(torch.isfinite(target_logits).all())
+
+        # 3. Accept or reject on the device.
+        if sampling.greedy:
+            n_accepted, next_token = verify_greedy(target_logits, draft_tokens)
+        else:
+            target_probs = probs_from_logits(target_logits, sampling)
+            n_accepted, next_token = verify_sampled(target_probs, torch.stack(draft_probs), draft_tokens, generator)
+
+        # 4. One transfer to the host per step.
+        tail = torch.stack([next_token, n_accepted, torch.stack(finite).all().long()])
+        *drafted, next_id, n, ok = torch.cat([draft_tokens, tail]).tolist()
+        check_finite(bool(ok), "draft or target")
+        seq[length : length + n] = draft_tokens[:n]
+        seq[length + n] = next_token
+
+        # 5. Crop both caches to the accepted prefix; the new last token is fed on the next step.
+        self._target.rollback(length + n)
+        self._draft.rollback(length + n)
+        return drafted[:n] + [next_id], n
+
+    def _target_step(
+        self, seq: torch.Tensor, length: int, sampling: SamplingConfig, generator: torch.Generator | None
+    ) -> list[int]:
+        """One plain target pass: the prefill's first token, or the last token when only one is left."""
+        logits = self._target.forward(seq[self._target.length : length])[-1]
+        token = choose_token(logits, sampling, generator)
+        token_id, finite = torch.stack([token, torch.isfinite(logits).all().long()]).tolist()
+        check_finite(bool(finite), "target")
+        seq[length] = token
+        return [token_id]
