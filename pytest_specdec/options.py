@@ -1,0 +1,158 @@
+"""The plugin's options: names as constants, parsed once into a frozen record kept in ``config.stash``.
+
+Every option is also an ini setting (``specdec_<name>`` in pytest.ini, tox.ini or
+``[tool.pytest.ini_options]``); the command line wins over the ini file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+GPU = "--specdec-gpu"
+PAIR = "--specdec-pair"
+TARGET = "--specdec-target"
+DRAFT = "--specdec-draft"
+REVISION = "--specdec-revision"
+DTYPE = "--specdec-dtype"
+DEVICE = "--specdec-device"
+DEVICE_MAP = "--specdec-device-map"
+GAMMA = "--specdec-gamma"
+IMPL = "--specdec-impl"
+JSON = "--specdec-json"
+REPORT_DIR = "--specdec-report-dir"
+BASELINE_DIR = "--specdec-baseline-dir"
+SAVE_BASELINE = "--specdec-save-baseline"
+
+DEFAULT_PAIR = "trained"
+DEFAULT_GAMMAS = (4,)
+DTYPES = ("float32", "float64", "bfloat16", "float16")
+
+# (flag, ini name, help, kind) where kind is "bool", "str" or "path"
+_OPTIONS: tuple[tuple[str, str, str, str], ...] = (
+    (GPU, "specdec_gpu", "run on CUDA (bfloat16 by default) and enable the specdec_gpu tests; "
+     "a usage error when no CUDA device is usable", "bool"),
+    (PAIR, "specdec_pair", f"a named pair the project ships or builds (default: {DEFAULT_PAIR}); "
+     "listed in the README", "str"),
+    (TARGET, "specdec_target", "target model: a Hugging Face id (from the local cache) or a local folder; "
+     "overrides --specdec-pair", "str"),
+    (DRAFT, "specdec_draft", "draft model: a Hugging Face id or a local folder (required with --specdec-target)", "str"),
+    (REVISION, "specdec_revision", "revision of the Hugging Face models (branch, tag or commit)", "str"),
+    (DTYPE, "specdec_dtype", f"model dtype, one of {', '.join(DTYPES)} (default: float32 on CPU, bfloat16 on GPU)",
+     "str"),
+    (DEVICE, "specdec_device", "torch device for the models (default: cuda with --specdec-gpu, else cpu)", "str"),
+    (DEVICE_MAP, "specdec_device_map", "accelerate device_map for pairs too large for one device, e.g. auto", "str"),
+    (GAMMA, "specdec_gamma", "draft tokens per step: one value or a comma list the performance tests "
+     "parametrize over (default: 4)", "str"),
+    (IMPL, "specdec_impl", "decoder under test as module:factory (default: the reference speculative decoder)",
+     "str"),
+    (JSON, "specdec_json", "write the run's results as JSON to this path", "path"),
+    (REPORT_DIR, "specdec_report_dir", "write the markdown report and plot to this folder", "path"),
+    (BASELINE_DIR, "specdec_baseline_dir", "folder of stored performance baselines (default: baselines)", "path"),
+    (SAVE_BASELINE, "specdec_save_baseline", "store this run's performance figures as the baseline for its "
+     "fingerprint (atomically; other fingerprints are kept)", "bool"),
+)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("specdec", "speculative decoding checks")
+    for flag, ini, help_text, kind in _OPTIONS:
+        if kind == "bool":
+            group.addoption(flag, action="store_true", default=None, help=help_text)
+            parser.addini(ini, help_text, type="bool", default=False)
+        else:
+            group.addoption(flag, action="store", default=None, metavar=ini.removeprefix("specdec_").upper(),
+                            help=help_text)
+            parser.addini(ini, help_text, default="")
+
+
+def _value(config: pytest.Config, flag: str) -> object:
+    ini = next(name for f, name, _, _ in _OPTIONS if f == flag)
+    given = config.getoption(flag)
+    return given if given is not None else config.getini(ini)
+
+
+def parse_gammas(text: str) -> tuple[int, ...]:
+    """'4' or '2,4,6' -> (4,) or (2, 4, 6); anything else is a usage error."""
+    try:
+        gammas = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        gammas = ()
+    if not gammas or any(g < 1 for g in gammas):
+        raise pytest.UsageError(f"{GAMMA} takes integers >= 1, one or a comma list such as 2,4,6; got {text!r}")
+    return gammas
+
+
+@dataclass(frozen=True)
+class SpecDecOptions:
+    gpu: bool = False
+    pair: str = DEFAULT_PAIR
+    target: str | None = None
+    draft: str | None = None
+    revision: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    device_map: str | None = None
+    gammas: tuple[int, ...] = DEFAULT_GAMMAS
+    impl: str | None = None
+    json_path: Path | None = None
+    report_dir: Path | None = None
+    baseline_dir: Path = Path("baselines")
+    save_baseline: bool = False
+
+    @classmethod
+    def from_pytest_config(cls, config: pytest.Config) -> SpecDecOptions:
+        def text(flag: str) -> str | None:
+            value = _value(config, flag)
+            return str(value).strip() or None if value is not None else None
+
+        def path(flag: str) -> Path | None:
+            value = text(flag)
+            return Path(value) if value else None
+
+        dtype = text(DTYPE)
+        if dtype is not None and dtype not in DTYPES:
+            raise pytest.UsageError(f"{DTYPE} must be one of {', '.join(DTYPES)}; got {dtype!r}")
+        target, draft = text(TARGET), text(DRAFT)
+        if (target is None) != (draft is None):
+            given, missing = (TARGET, DRAFT) if target else (DRAFT, TARGET)
+            raise pytest.UsageError(f"{given} needs {missing} too: a speculative decoder needs both models")
+        impl = text(IMPL)
+        if impl is not None and impl.count(":") != 1:
+            raise pytest.UsageError(f"{IMPL} takes module:factory (for example mypkg.decoding:make_decoder); got {impl!r}")
+        baseline_dir = path(BASELINE_DIR) or Path(config.rootpath, "baselines")
+        return cls(
+            gpu=bool(_value(config, GPU)),
+            pair=text(PAIR) or DEFAULT_PAIR,
+            target=target,
+            draft=draft,
+            revision=text(REVISION),
+            dtype=dtype,
+            device=text(DEVICE),
+            device_map=text(DEVICE_MAP),
+            gammas=parse_gammas(text(GAMMA) or ",".join(map(str, DEFAULT_GAMMAS))),
+            impl=impl,
+            json_path=path(JSON),
+            report_dir=path(REPORT_DIR),
+            baseline_dir=baseline_dir,
+            save_baseline=bool(_value(config, SAVE_BASELINE)),
+        )
+
+    @property
+    def pair_label(self) -> str:
+        return f"{self.target} <- {self.draft}" if self.target else self.pair
+
+    def resolved_device(self) -> str:
+        return self.device or ("cuda" if self.gpu else "cpu")
+
+    def resolved_dtype(self) -> str:
+        return self.dtype or ("bfloat16" if self.gpu else "float32")
+
+
+OPTIONS_KEY = pytest.StashKey[SpecDecOptions]()
+
+
+def get_options(config: pytest.Config) -> SpecDecOptions:
+    return config.stash[OPTIONS_KEY]

@@ -1,0 +1,143 @@
+"""pytest-specdec: hooks only, in lifecycle order.
+
+addoption -> configure (options parsed once, GPU gate, decoder spec and model checks) ->
+generate_tests (gamma parametrization) -> collection (GPU skips, timing tests under xdist) ->
+terminal summary (skips, results table, JSON).
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from . import options as opts
+from .fixtures import (  # noqa: F401  (fixtures are registered by import)
+    RESULTS_KEY,
+    specdec_baseline_decoder,
+    specdec_baseline_factory,
+    specdec_decoder,
+    specdec_draft,
+    specdec_factory,
+    specdec_generator,
+    specdec_measure,
+    specdec_options,
+    specdec_pair,
+    specdec_prompts,
+    specdec_results,
+    specdec_target,
+    specdec_timer,
+    specdec_tokenizer,
+)
+from .report import SessionResults
+
+MARKERS = (
+    "specdec_gpu: needs a CUDA device; runs only with --specdec-gpu",
+    "specdec_perf(prompts=4, max_new_tokens=32, repeats=3, warmup=1): a timing test; never timed while "
+    "other xdist workers compete",
+    "specdec_statistical: a long statistical test (select with -m specdec_statistical, skip with "
+    "-m 'not specdec_statistical')",
+)
+
+GPU_SKIPPED_KEY = pytest.StashKey[int]()
+PERF_DESELECTED_KEY = pytest.StashKey[int]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    opts.add_options(parser)
+
+
+def _check_gpu(options: opts.SpecDecOptions) -> None:
+    """--specdec-gpu without a usable CUDA device stops the run: a gate that skips everything is worse than none."""
+    import torch
+
+    if not torch.cuda.is_available():
+        built = torch.version.cuda or "none (a CPU-only build)"
+        raise pytest.UsageError(
+            f"{opts.GPU} needs a CUDA device, but torch.cuda.is_available() is False "
+            f"(torch {torch.__version__}, CUDA build: {built}). Run on a machine with an NVIDIA GPU and a CUDA "
+            f"build of torch, or drop {opts.GPU} to run the CPU suite."
+        )
+    device = options.resolved_device()
+    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise pytest.UsageError(f"{opts.DEVICE} {device}: only {torch.cuda.device_count()} CUDA device(s) visible")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in MARKERS:
+        config.addinivalue_line("markers", marker)
+    options = opts.SpecDecOptions.from_pytest_config(config)
+    config.stash[opts.OPTIONS_KEY] = options
+    config.stash[RESULTS_KEY] = SessionResults()
+    config.stash[GPU_SKIPPED_KEY] = 0
+    config.stash[PERF_DESELECTED_KEY] = 0
+    if options.gpu:
+        _check_gpu(options)
+    elif options.resolved_device().startswith("cuda"):
+        raise pytest.UsageError(f"{opts.DEVICE} {options.resolved_device()} needs {opts.GPU} as well")
+    if options.impl:
+        from .protocol import load_factory
+
+        load_factory(options.impl)
+    if options.target:
+        from .loading import ModelLoadError, check_model_available
+
+        for flag, spec in ((opts.TARGET, options.target), (opts.DRAFT, options.draft)):
+            try:
+                check_model_available(spec, options.revision)
+            except ModelLoadError as exc:
+                raise pytest.UsageError(f"{flag}: {exc}") from None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "specdec_gamma" in metafunc.fixturenames:
+        gammas = metafunc.config.stash[opts.OPTIONS_KEY].gammas
+        metafunc.parametrize("specdec_gamma", gammas, ids=[f"gamma{g}" for g in gammas])
+
+
+def _xdist_workers(config: pytest.Config) -> int:
+    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
+        return int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    numprocesses = getattr(config.option, "numprocesses", None)
+    return int(numprocesses or 0) if str(numprocesses).isdigit() else 0
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    options = config.stash[opts.OPTIONS_KEY]
+    if not options.gpu:
+        skip = pytest.mark.skip(reason=f"needs {opts.GPU} on a CUDA machine")
+        gpu_items = [item for item in items if item.get_closest_marker("specdec_gpu")]
+        for item in gpu_items:
+            item.add_marker(skip)
+        config.stash[GPU_SKIPPED_KEY] = len(gpu_items)
+    if _xdist_workers(config) > 1:
+        perf = [item for item in items if item.get_closest_marker("specdec_perf")]
+        if perf:
+            config.hook.pytest_deselected(items=perf)
+            items[:] = [item for item in items if not item.get_closest_marker("specdec_perf")]
+            config.stash[PERF_DESELECTED_KEY] = len(perf)
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    from .report import summary_lines, write_json
+
+    options = config.stash[opts.OPTIONS_KEY]
+    results = config.stash[RESULTS_KEY]
+    write = terminalreporter.write_line
+    skipped, deselected = config.stash[GPU_SKIPPED_KEY], config.stash[PERF_DESELECTED_KEY]
+    if skipped or deselected or results.load_seconds or results.perf:
+        terminalreporter.section("specdec")
+    if skipped:
+        write(f"specdec: {skipped} GPU test(s) skipped; run `pytest {opts.GPU}` on a CUDA machine to run them")
+    if deselected:
+        write(
+            f"specdec: {deselected} timing test(s) deselected because pytest-xdist runs several workers; "
+            "run them alone (pytest -m specdec_perf -p no:xdist) so no worker competes with the clock"
+        )
+    for line in summary_lines(results):
+        write(line)
+    if options.json_path is not None and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from .environment import describe_environment
+
+        write_json(options.json_path, results, describe_environment(options.resolved_device()))
+        write(f"specdec: results written to {options.json_path}")

@@ -1,0 +1,87 @@
+"""What the plugin reports at the end of a session: the summary table and the JSON file.
+
+The library never prints; tests record figures here and the plugin writes them out once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .perf import PerfRecord
+
+
+@dataclass
+class SessionResults:
+    """Everything measured in one session, per model pair."""
+
+    load_seconds: dict[str, dict[str, float]] = field(default_factory=dict)
+    perf: list[PerfRecord] = field(default_factory=list)
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self, environment: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "environment": environment,
+            "load_seconds": self.load_seconds,
+            "perf": [record.as_dict() for record in self.perf],
+            "baseline_comparisons": self.comparisons,
+            "notes": self.notes,
+        }
+
+
+def _fmt(value: float, scale: float = 1.0, digits: int = 1) -> str:
+    return "-" if value is None or math.isnan(value) else f"{value * scale:.{digits}f}"
+
+
+def summary_lines(results: SessionResults) -> list[str]:
+    """The table printed at the end of the session (one row per decoder per measurement)."""
+    lines: list[str] = []
+    for pair, seconds in results.load_seconds.items():
+        loads = ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
+        lines.append(f"pair {pair}: load {loads}")
+    if not results.perf:
+        return lines
+    header = (
+        f"{'measurement':<28} {'decoder':<14} {'TTFT ms':>8} {'TPOT ms':>8} {'tok/s':>7} {'speedup':>7} "
+        f"{'alpha':>6} {'tau':>5} {'tgt fwd/tok':>11}"
+    )
+    lines += [header, "-" * len(header)]
+    for record in results.perf:
+        for role, samples in (("speculative", record.speculative), ("baseline", record.baseline)):
+            speedup = record.speedup if role == "speculative" else 1.0
+            lines.append(
+                f"{record.name[:28]:<28} {samples.decoder[:14]:<14} {_fmt(samples.median('ttft'), 1e3):>8} "
+                f"{_fmt(samples.median('tpot'), 1e3):>8} {_fmt(samples.tokens_per_s):>7} {_fmt(speedup, 1, 2):>7} "
+                f"{_fmt(samples.alpha_estimate, 1, 3):>6} {_fmt(samples.mean_accepted_length, 1, 2):>5} "
+                f"{_fmt(samples.per_token('target_forwards'), 1, 3):>11}"
+            )
+    lines.append(
+        "TTFT/TPOT: medians; tok/s: all tokens / all wall time; speedup: tok/s over the baseline's, same run; "
+        "alpha = A/(A+R); tau = 1 + A/steps (includes the bonus or correction token)"
+    )
+    return lines
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temporary file in the same folder and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_json(path: Path, results: SessionResults, environment: dict[str, Any]) -> None:
+    atomic_write_text(path, json.dumps(results.as_dict(environment), indent=2, default=str) + "\n")
