@@ -33,6 +33,7 @@ class ModelPair:
     target_id: str
     draft_id: str
     revision: str | None = None
+    device_map: str | None = None
     load_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
@@ -151,4 +152,4 @@ def load_pair(options: SpecDecOptions) -> ModelPair:
     check_same_vocabulary(tokenizer, load_tokenizer(draft_path, common["revision"]), target_id, draft_id)
     label = options.pair_label
     return ModelPair(label, target, draft, tokenizer, device, dtype, target_id, draft_id, options.revision,
-                     load_seconds={"target": target_s, "draft": draft_s})
+                     device_map=options.device_map, load_seconds={"target": target_s, "draft": draft_s})

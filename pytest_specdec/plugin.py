@@ -116,6 +116,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=perf)
             items[:] = [item for item in items if not item.get_closest_marker("specdec_perf")]
             config.stash[PERF_DESELECTED_KEY] = len(perf)
+            if hasattr(config, "workeroutput"):  # an xdist worker: tell the controller
+                config.workeroutput["specdec_perf_deselected"] = len(perf)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    """xdist controller: collect the workers' count of deselected timing tests for the summary."""
+    config = node.config  # type: ignore[attr-defined]
+    count = getattr(node, "workeroutput", {}).get("specdec_perf_deselected", 0)
+    config.stash[PERF_DESELECTED_KEY] = max(config.stash.get(PERF_DESELECTED_KEY, 0), count)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
