@@ -38,7 +38,8 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
      "listed in the README", "str"),
     (TARGET, "specdec_target", "target model: a Hugging Face id (from the local cache) or a local folder; "
      "overrides --specdec-pair", "str"),
-    (DRAFT, "specdec_draft", "draft model: a Hugging Face id or a local folder (required with --specdec-target)", "str"),
+    (DRAFT, "specdec_draft", "draft model: a Hugging Face id or a local folder (needed with --specdec-target)",
+     "str"),
     (REVISION, "specdec_revision", "revision of the Hugging Face models (branch, tag or commit)", "str"),
     (DTYPE, "specdec_dtype", f"model dtype, one of {', '.join(DTYPES)} (default: float32 on CPU, bfloat16 on GPU)",
      "str"),
@@ -119,9 +120,6 @@ class SpecDecOptions:
         if (target is None) != (draft is None):
             given, missing = (TARGET, DRAFT) if target else (DRAFT, TARGET)
             raise pytest.UsageError(f"{given} needs {missing} too: a speculative decoder needs both models")
-        impl = text(IMPL)
-        if impl is not None and impl.count(":") != 1:
-            raise pytest.UsageError(f"{IMPL} takes module:factory (for example mypkg.decoding:make_decoder); got {impl!r}")
         baseline_dir = path(BASELINE_DIR) or Path(config.rootpath, "baselines")
         return cls(
             gpu=bool(_value(config, GPU)),
@@ -133,7 +131,7 @@ class SpecDecOptions:
             device=text(DEVICE),
             device_map=text(DEVICE_MAP),
             gammas=parse_gammas(text(GAMMA) or ",".join(map(str, DEFAULT_GAMMAS))),
-            impl=impl,
+            impl=text(IMPL),
             json_path=path(JSON),
             report_dir=path(REPORT_DIR),
             baseline_dir=baseline_dir,

@@ -62,13 +62,13 @@ class PerfSamples:
         accepted: list[int] = []
         for run in self.runs:
             stats = run.result.stats
-            for i, (d, a) in enumerate(zip(stats.drafted_by_position, stats.accepted_by_position)):
+            for i, (d, a) in enumerate(zip(stats.drafted_by_position, stats.accepted_by_position, strict=True)):
                 if i == len(drafted):
                     drafted.append(0)
                     accepted.append(0)
                 drafted[i] += d
                 accepted[i] += a
-        return [a / d if d else math.nan for a, d in zip(accepted, drafted)]
+        return [a / d if d else math.nan for a, d in zip(accepted, drafted, strict=True)]
 
     def deterministic(self) -> dict[str, float]:
         """Figures that do not depend on machine speed."""

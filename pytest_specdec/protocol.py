@@ -50,7 +50,9 @@ def load_factory(spec: str, option: str = "--specdec-impl") -> DecoderFactory:
     """'module:factory' -> the callable, or a usage error that says what is wrong with the spec."""
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
-        raise pytest.UsageError(f"{option} takes module:factory (for example mypkg.decoding:make_decoder); got {spec!r}")
+        raise pytest.UsageError(
+            f"{option} takes module:factory (for example mypkg.decoding:make_decoder); got {spec!r}"
+        )
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:

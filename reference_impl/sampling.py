@@ -130,7 +130,10 @@ def verify_sampled(
 
 
 def verify_greedy(target_logits: torch.Tensor, draft_tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(gamma+1, vocab), (gamma,) -> (n_accepted, next_token): the longest prefix equal to the target's argmax, then its argmax."""
+    """(gamma+1, vocab), (gamma,) -> (n_accepted, next_token).
+
+    Greedy acceptance: the longest draft prefix equal to the target's argmax, then the target's argmax.
+    """
     target_tokens = target_logits.argmax(dim=-1)
     n_accepted = accepted_prefix_length(draft_tokens == target_tokens[:-1])
     return n_accepted, target_tokens[n_accepted]

@@ -58,7 +58,7 @@ class DecodeStats:
     @property
     def acceptance_by_position(self) -> tuple[float, ...]:
         """Per draft position i: accepted / drafted there (nan where nothing was drafted)."""
-        return tuple(a / d if d else math.nan for a, d in zip(self.accepted_by_position, self.drafted_by_position))
+        return tuple(a / d if d else math.nan for a, d in zip(self.accepted_by_position, self.drafted_by_position, strict=True))
 
     @property
     def target_forwards_per_token(self) -> float:

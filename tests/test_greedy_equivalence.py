@@ -6,7 +6,6 @@ and three draft relations, over generated prompts, gammas, lengths and EOS token
 
 from __future__ import annotations
 
-import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -41,6 +40,6 @@ def test_speculative_greedy_equals_target_greedy(specdec_factory, request_args):
     )
     assert got.tokens == expected.tokens, (
         f"{arch}/{relation} gamma={gamma}: first divergence at index "
-        f"{next((i for i, (a, b) in enumerate(zip(got.tokens, expected.tokens)) if a != b), 'length')}"
+        f"{next((i for i, (a, b) in enumerate(zip(got.tokens, expected.tokens, strict=False)) if a != b), 'length')}"
     )
 

@@ -84,7 +84,9 @@ def test_markers_are_registered(pytester):
     result = pytester.runpytest("--strict-markers", "-m", "not specdec_statistical")
     result.assert_outcomes(passed=1, deselected=1)
     result = pytester.runpytest("--markers")
-    result.stdout.fnmatch_lines(["@pytest.mark.specdec_gpu*", "@pytest.mark.specdec_perf*", "@pytest.mark.specdec_statistical*"])
+    result.stdout.fnmatch_lines(
+        ["@pytest.mark.specdec_gpu*", "@pytest.mark.specdec_perf*", "@pytest.mark.specdec_statistical*"]
+    )
 
 
 def test_options_from_the_ini_file_and_the_command_line(pytester):
@@ -114,7 +116,10 @@ def test_options_from_the_ini_file_and_the_command_line(pytester):
         ([f"{opts.IMPL}=no_such_module_xyz:make"], "*cannot import module 'no_such_module_xyz'*"),
         ([f"{opts.IMPL}=json:no_such_factory"], "*module 'json' has no attribute 'no_such_factory'*"),
         ([f"{opts.IMPL}=json:__doc__"], "*is a str, not a callable factory*"),
-        ([f"{opts.TARGET}=/no/such/folder", f"{opts.DRAFT}=/no/such/draft"], "*model folder /no/such/folder does not exist*"),
+        (
+            [f"{opts.TARGET}=/no/such/folder", f"{opts.DRAFT}=/no/such/draft"],
+            "*model folder /no/such/folder does not exist*",
+        ),
         ([f"{opts.TARGET}=nobody/absent-model", f"{opts.DRAFT}=nobody/absent-draft"],
          "*'nobody/absent-model' is neither a local folder nor in the local Hugging Face cache*"),
         ([f"{opts.DEVICE}=cuda:0"], "*--specdec-device cuda:0 needs --specdec-gpu*"),

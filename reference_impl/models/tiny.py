@@ -114,7 +114,7 @@ def early_exit_draft(target: torch.nn.Module, layers: int) -> torch.nn.Module:
         if getattr(config, "layer_types", None):
             config.layer_types = config.layer_types[:layers]
     draft = AutoModelForCausalLM.from_config(config, dtype=target.dtype)
-    missing, unexpected = draft.load_state_dict(target.state_dict(), strict=False)
+    missing, _ = draft.load_state_dict(target.state_dict(), strict=False)
     if missing:
         raise RuntimeError(f"early-exit draft is missing weights {missing[:5]}")
     return draft.to(next(target.parameters()).device).eval()
