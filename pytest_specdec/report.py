@@ -45,6 +45,7 @@ def summary_lines(results: SessionResults) -> list[str]:
     for pair, seconds in results.load_seconds.items():
         loads = ", ".join(f"{name} {value:.2f} s" for name, value in seconds.items())
         lines.append(f"pair {pair}: load {loads}")
+    lines += [f"note: {note}" for note in results.notes]
     if not results.perf:
         return lines
     header = (

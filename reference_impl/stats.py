@@ -58,7 +58,8 @@ class DecodeStats:
     @property
     def acceptance_by_position(self) -> tuple[float, ...]:
         """Per draft position i: accepted / drafted there (nan where nothing was drafted)."""
-        return tuple(a / d if d else math.nan for a, d in zip(self.accepted_by_position, self.drafted_by_position, strict=True))
+        pairs = zip(self.accepted_by_position, self.drafted_by_position, strict=True)
+        return tuple(a / d if d else math.nan for a, d in pairs)
 
     @property
     def target_forwards_per_token(self) -> float:
