@@ -18,7 +18,9 @@ from pytest_specdec.options import SpecDecOptions
 from reference_impl import VocabularyMismatchError
 
 
-@pytest.mark.parametrize(("worker", "count", "expected"), [("gw0", 4, "cuda:0"), ("gw5", 4, "cuda:1"), ("gw1", 1, "cuda")])
+@pytest.mark.parametrize(
+    ("worker", "count", "expected"), [("gw0", 4, "cuda:0"), ("gw5", 4, "cuda:1"), ("gw1", 1, "cuda")]
+)
 def test_each_xdist_worker_takes_its_own_gpu(monkeypatch, worker, count, expected):
     monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: count)
@@ -57,5 +59,5 @@ def test_named_tiny_pair_builds_with_its_load_time():
 
 
 def test_unknown_pair_lists_the_names():
-    with pytest.raises(ModelLoadError, match="unknown pair 'nope'; named pairs: .*tiny-llama-partial"):
+    with pytest.raises(ModelLoadError, match=r"unknown pair 'nope'; named pairs: .*tiny-llama-partial"):
         load_pair(SpecDecOptions(pair="nope"))
