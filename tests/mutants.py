@@ -319,3 +319,16 @@ DECODER_MUTANTS = {
     "seed_ignored": SeedIgnoredDecoder,
     "reseeded_per_draw": ReseededPerDrawDecoder,
 }
+
+
+class PrecisionMismatchDecoder(PatchedDecoder):
+    """DeepSpec #31: the draft token is drawn from bfloat16-rounded probabilities, the ratio uses float32 ones.
+
+    The bias is of the order of bf16 rounding, far below any sampling test's reach: it is caught by
+    checking that the distribution each draft token was drawn from is, bit for bit, the one verified.
+    """
+
+    def draft_token(self, logits, sampling, generator):
+        probs = probs_from_logits(logits, sampling)
+        drawn_from = probs.to(torch.bfloat16).to(probs.dtype)  # BUG: another precision
+        return sample(drawn_from.unsqueeze(0), self.rng(generator))[0], probs
