@@ -29,13 +29,15 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import platform
 import sys
 import sysconfig
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -46,13 +48,13 @@ HOLDOUT_EVERY = 20
 SEQ_LEN = 512
 # Stdlib folders left out of the corpus: tests, third-party packages, generated
 # codec tables, the docs module itself (used as plain text instead), build files.
-EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "encodings",
-                  "pydoc_data", "__phello__", "__pycache__"}
+EXCLUDED_PARTS = {"test", "tests", "idle_test", "site-packages", "encodings", "pydoc_data", "__phello__", "__pycache__"}
 
 
 # --------------------------------------------------------------------------- #
 # Configuration
 # --------------------------------------------------------------------------- #
+
 
 @dataclass
 class ModelSpec:
@@ -83,6 +85,7 @@ DRAFT_SPEC = ModelSpec(hidden_size=128, num_layers=1, num_heads=2, intermediate_
 # --------------------------------------------------------------------------- #
 # Corpus and tokenizer
 # --------------------------------------------------------------------------- #
+
 
 @dataclass
 class Corpus:
@@ -168,8 +171,7 @@ def token_stream(tokenizer, docs: list[tuple[str, str]]) -> torch.Tensor:
     """Encode documents into one stream, each document preceded by EOS."""
     eos = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
     # The backend encodes whole documents without the model_max_length warning.
-    encoded = tokenizer.backend_tokenizer.encode_batch(
-        [text for _, text in docs], add_special_tokens=False)
+    encoded = tokenizer.backend_tokenizer.encode_batch([text for _, text in docs], add_special_tokens=False)
     ids: list[int] = []
     for doc in encoded:
         ids.append(eos)
@@ -180,6 +182,7 @@ def token_stream(tokenizer, docs: list[tuple[str, str]]) -> torch.Tensor:
 # --------------------------------------------------------------------------- #
 # Models and training
 # --------------------------------------------------------------------------- #
+
 
 def make_model(spec: ModelSpec, eos_id: int, seed: int):
     """Create a freshly initialised Llama model with the given shape."""
@@ -277,12 +280,18 @@ def train(
         running += loss.item()
         if (step + 1) % log_every == 0 or step + 1 == spec.steps:
             n = (step % log_every) + 1
-            print(f"  [{name}] step {step + 1}/{spec.steps} loss {running / n:.3f} "
-                  f"({time.time() - start:.0f}s)", flush=True)
+            print(
+                f"  [{name}] step {step + 1}/{spec.steps} loss {running / n:.3f} ({time.time() - start:.0f}s)",
+                flush=True,
+            )
             running = 0.0
     model.eval()
-    return {"steps": spec.steps, "seconds": round(time.time() - start, 1),
-            "tokens": spec.steps * spec.batch_size * SEQ_LEN, **asdict(spec)}
+    return {
+        "steps": spec.steps,
+        "seconds": round(time.time() - start, 1),
+        "tokens": spec.steps * spec.batch_size * SEQ_LEN,
+        **asdict(spec),
+    }
 
 
 def save_model(model, tokenizer, folder: Path, draft: bool) -> None:
@@ -306,6 +315,7 @@ def save_model(model, tokenizer, folder: Path, draft: bool) -> None:
 # --------------------------------------------------------------------------- #
 # Evaluation
 # --------------------------------------------------------------------------- #
+
 
 def load_fp32(folder: Path):
     """Load a saved model the way a user would, then cast to float32."""
@@ -367,8 +377,7 @@ def eval_prompts(stream: torch.Tensor, eos_id: int, n: int, length: int) -> torc
 
 
 @torch.no_grad()
-def generate(model, prompts: torch.Tensor, new_tokens: int,
-             generator: torch.Generator | None = None) -> torch.Tensor:
+def generate(model, prompts: torch.Tensor, new_tokens: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Greedy (generator=None) or temperature-1 sampling, no KV cache, no early stop."""
     ids = prompts
     for _ in range(new_tokens):
@@ -403,10 +412,7 @@ def simulate_greedy_speculation(matches: list[bool], gamma: int) -> dict:
 def ends_in_loop(tokens: list[int], window: int = 32, max_period: int = 16) -> bool:
     """True if the last `window` tokens repeat with some period <= max_period."""
     n = len(tokens)
-    return any(
-        all(tokens[i] == tokens[i - p] for i in range(n - window, n))
-        for p in range(1, max_period + 1)
-    )
+    return any(all(tokens[i] == tokens[i - p] for i in range(n - window, n)) for p in range(1, max_period + 1))
 
 
 @torch.no_grad()
@@ -439,8 +445,7 @@ def path_metrics(target, draft, prompts: torch.Tensor, new_tokens: int, gamma: i
         "greedy_consistency": (t_arg == greedy[:, prompt_len:]).float().mean().item(),
         "greedy_loop_fraction": sum(ends_in_loop(c) for c in continuations) / len(continuations),
         "sampled_path_acceptance": overlap(t_logits, d_logits).mean().item(),
-        "sampled_path_target_nll": F.cross_entropy(
-            t_logits.transpose(1, 2), sampled[:, prompt_len:]).item(),
+        "sampled_path_target_nll": F.cross_entropy(t_logits.transpose(1, 2), sampled[:, prompt_len:]).item(),
         **{f"greedy_{k}": v for k, v in totals.items()},
     }
 
@@ -464,7 +469,7 @@ def print_samples(target, tokenizer, prompts: torch.Tensor, new_tokens: int, see
     gen = torch.Generator().manual_seed(seed)
     out = generate(target, prompts, new_tokens, generator=gen)
     samples = []
-    for row, prompt in zip(out, prompts):
+    for row, prompt in zip(out, prompts, strict=True):
         p_text = tokenizer.decode(prompt)
         c_text = tokenizer.decode(row[len(prompt) :])
         samples.append({"prompt": p_text, "continuation": c_text})
@@ -475,35 +480,35 @@ def print_samples(target, tokenizer, prompts: torch.Tensor, new_tokens: int, see
 
 def folder_sizes(out: Path) -> dict[str, int]:
     """Byte size of every model/tokenizer file under `out` (not the reports)."""
-    return {p.relative_to(out).as_posix(): p.stat().st_size
-            for p in sorted(out.rglob("*"))
-            if p.is_file() and p.name not in ("metrics.json", "README.md")}
+    return {
+        p.relative_to(out).as_posix(): p.stat().st_size
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name not in ("metrics.json", "README.md")
+    }
 
 
 # --------------------------------------------------------------------------- #
 # README
 # --------------------------------------------------------------------------- #
 
+
 def metrics_table(m: dict) -> str:
     """Markdown table of the headline metrics."""
     tf, paths, cost = m["teacher_forced"], m["paths"], m["decode_cost"]
     rows = [
         ("Parameters (target / draft)", f"{m['params']['target']:,} / {m['params']['draft']:,}"),
-        ("Held-out loss, nats/token (target / draft)",
-         f"{tf['target_loss']:.3f} / {tf['draft_loss']:.3f}"),
-        ("Greedy alpha A/(A+R), gamma=4, along the target's greedy path",
-         f"{paths['greedy_alpha']:.3f}"),
+        ("Held-out loss, nats/token (target / draft)", f"{tf['target_loss']:.3f} / {tf['draft_loss']:.3f}"),
+        ("Greedy alpha A/(A+R), gamma=4, along the target's greedy path", f"{paths['greedy_alpha']:.3f}"),
         ("  accepted / drafted on that path", f"{paths['greedy_accepted_per_drafted']:.3f}"),
         ("  mean accepted length tau (incl. bonus/correction token)", f"{paths['greedy_tau']:.2f}"),
-        ("Greedy agreement, teacher-forced on held-out text (honest figure)",
-         f"{tf['greedy_agreement']:.3f}"),
-        ("Sampled acceptance T=1, teacher-forced on held-out text",
-         f"{tf['sampled_acceptance']:.3f}"),
-        ("Sampled acceptance T=1, along target-sampled paths",
-         f"{paths['sampled_path_acceptance']:.3f}"),
+        ("Greedy agreement, teacher-forced on held-out text (honest figure)", f"{tf['greedy_agreement']:.3f}"),
+        ("Sampled acceptance T=1, teacher-forced on held-out text", f"{tf['sampled_acceptance']:.3f}"),
+        ("Sampled acceptance T=1, along target-sampled paths", f"{paths['sampled_path_acceptance']:.3f}"),
         ("Greedy continuations ending in a loop", f"{paths['greedy_loop_fraction']:.2f}"),
-        ("Decode ms/token, batch 1, fp32 (target / draft)",
-         f"{cost['target_ms_per_token']:.2f} / {cost['draft_ms_per_token']:.2f}"),
+        (
+            "Decode ms/token, batch 1, fp32 (target / draft)",
+            f"{cost['target_ms_per_token']:.2f} / {cost['draft_ms_per_token']:.2f}",
+        ),
         ("Cost ratio c = draft / target", f"{cost['c']:.3f}"),
         ("Model and tokenizer files under trained/ (bytes)", f"{m['total_bytes']:,}"),
     ]
@@ -512,13 +517,37 @@ def metrics_table(m: dict) -> str:
     return "\n".join(lines)
 
 
+def model_row(m: dict, name: str) -> str:
+    """One row of the README's model table."""
+    arch, train = m["architecture"][name], m["training"][name]
+    objective = "cross-entropy"
+    if train["distill_weight"] > 0:
+        objective = (
+            f"{train['distill_weight']} x KL(target ‖ draft) + {1 - train['distill_weight']:.1f} x cross-entropy"
+        )
+    return (
+        f"| {name} | {arch['num_layers']} x {arch['hidden_size']} | {arch['num_heads']} | "
+        f"{arch['intermediate_size']} | {m['params'][name]:,} | {train['steps']} steps x "
+        f"{train['batch_size']} x {SEQ_LEN} tokens, {objective}, lr {train['lr']} |"
+    )
+
+
+def load_note(env: dict) -> str:
+    """Sentence on CPU load during the build, when it was recorded."""
+    if "load_average_1m_at_end" not in env:
+        return ""
+    return (
+        f" The 1-minute load average at the end of the build was "
+        f"{env['load_average_1m_at_end']} on {env['cpu_count']} cores; wall-clock figures"
+        " (build time, decode ms/token, c) grow when other jobs share the CPU."
+    )
+
+
 def render_readme(m: dict) -> str:
     """README.md for the trained/ folder, generated from metrics.json."""
     corpus, env, paths = m["corpus"], m["environment"], m["paths"]
-    train_t, train_d = m["training"]["target"], m["training"]["draft"]
     files = "\n".join(f"| `{name}` | {size:,} |" for name, size in m["file_bytes"].items())
-    samples = "\n\n".join(
-        f"```text\n{s['prompt']}\u2502{s['continuation']}\n```" for s in m["samples"])
+    samples = "\n\n".join(f"```text\n{s['prompt']}\u2502{s['continuation']}\n```" for s in m["samples"])
     return f"""# Trained target/draft pair
 
 A small Llama-architecture **target** model, a smaller Llama **draft** model and
@@ -541,25 +570,25 @@ The draft's `generation_config.json` sets a constant 4-token assistant schedule.
 
 | Model | Layers x hidden | Heads | MLP | Params | Training |
 |---|---|---|---|---|---|
-| target | {m['architecture']['target']['num_layers']} x {m['architecture']['target']['hidden_size']} | {m['architecture']['target']['num_heads']} | {m['architecture']['target']['intermediate_size']} | {m['params']['target']:,} | {train_t['steps']} steps x {train_t['batch_size']} x {SEQ_LEN} tokens, cross-entropy, lr {train_t['lr']} |
-| draft | {m['architecture']['draft']['num_layers']} x {m['architecture']['draft']['hidden_size']} | {m['architecture']['draft']['num_heads']} | {m['architecture']['draft']['intermediate_size']} | {m['params']['draft']:,} | {train_d['steps']} steps x {train_d['batch_size']} x {SEQ_LEN} tokens, {train_d['distill_weight']} x KL(target ‖ draft) + {1 - train_d['distill_weight']:.1f} x cross-entropy, lr {train_d['lr']} |
+{model_row(m, "target")}
+{model_row(m, "draft")}
 
 Both use tied embeddings, a {SEQ_LEN}-token context and bf16 autocast during training.
 
 ## How it was built
 
 ```sh
-{m['build_command'].strip()}
+{m["build_command"].strip()}
 ```
 
-Build time: {m['build_seconds']:.0f} s ({m['build_seconds'] / 60:.1f} min) on a 2-core CPU
-({env['threads']} threads, Python {env['python']}, torch {env['torch']}); stages in seconds:
-{", ".join(f"{k} {v}" for k, v in m['stage_seconds'].items())}. The budget is a step
+Build time: {m["build_seconds"]:.0f} s ({m["build_seconds"] / 60:.1f} min) on a 2-core CPU
+({env["threads"]} threads, Python {env["python"]}, torch {env["torch"]}); stages in seconds:
+{", ".join(f"{k} {v}" for k, v in m["stage_seconds"].items())}.{load_note(env)} The budget is a step
 count, not wall-clock time, so the build is reproducible on the same software; the
 corpus comes from the running Python's stdlib, so another Python version gives a
-different corpus. Corpus: {corpus['train_docs']} training documents
-({corpus['train_tokens']:,} tokens, {corpus['train_bytes_per_token']:.2f} bytes/token),
-{corpus['heldout_docs']} held-out documents ({corpus['heldout_tokens']:,} tokens).
+different corpus. Corpus: {corpus["train_docs"]} training documents
+({corpus["train_tokens"]:,} tokens, {corpus["train_bytes_per_token"]:.2f} bytes/token),
+{corpus["heldout_docs"]} held-out documents ({corpus["heldout_tokens"]:,} tokens).
 
 ## Metrics
 
@@ -568,9 +597,9 @@ cast to float32 (full numbers in `metrics.json`).
 
 {metrics_table(m)}
 
-- *Greedy alpha*: {paths['prompts']} held-out prompts of {paths['prompt_tokens']} tokens; the
-  target generates {paths['new_tokens']} tokens greedily; along that path, speculative steps
-  of gamma={paths['gamma']} are replayed (accept the longest prefix where the draft's argmax
+- *Greedy alpha*: {paths["prompts"]} held-out prompts of {paths["prompt_tokens"]} tokens; the
+  target generates {paths["new_tokens"]} tokens greedily; along that path, speculative steps
+  of gamma={paths["gamma"]} are replayed (accept the longest prefix where the draft's argmax
   equals the target's, then one target token). A = accepted draft tokens, R = steps that
   ended in a rejection.
 - Tiny targets loop under greedy decoding and loops are easy for the draft to predict,
@@ -597,15 +626,14 @@ cast to float32 (full numbers in `metrics.json`).
 # Main
 # --------------------------------------------------------------------------- #
 
-def timed(label: str, timings: dict[str, float]) -> Callable:
-    """Decorator-like helper: run fn(), record its wall time under `label`."""
-    def run(fn: Callable):
-        start = time.time()
-        result = fn()
-        timings[label] = round(time.time() - start, 1)
-        print(f"== {label}: {timings[label]:.1f}s", flush=True)
-        return result
-    return run
+
+@contextmanager
+def stage(label: str, timings: dict[str, float]) -> Iterator[None]:
+    """Record the wall time of a build stage under `label` and print it."""
+    start = time.time()
+    yield
+    timings[label] = round(time.time() - start, 1)
+    print(f"== {label}: {timings[label]:.1f}s", flush=True)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -617,12 +645,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=8, help="sequences of 512 tokens")
     parser.add_argument("--target-lr", type=float, default=3e-3)
     parser.add_argument("--draft-lr", type=float, default=4e-3)
-    parser.add_argument("--distill-weight", type=float, default=0.9,
-                        help="weight of KL(target||draft) in the draft loss (0 = plain CE)")
+    parser.add_argument(
+        "--distill-weight", type=float, default=0.9, help="weight of KL(target||draft) in the draft loss (0 = plain CE)"
+    )
     parser.add_argument("--eval-prompts", type=int, default=30)
     parser.add_argument("--eval-chunks", type=int, default=64, help="held-out windows for loss")
     parser.add_argument("--threads", type=int, default=2)
     return parser.parse_args(argv)
+
+
+def train_pair(
+    args: argparse.Namespace, stream: torch.Tensor, eos_id: int, timings: dict[str, float]
+) -> tuple[torch.nn.Module, torch.nn.Module, dict]:
+    """Train the target on the data, then the draft distilled from the target."""
+    target_spec = TrainSpec(
+        steps=args.target_steps,
+        batch_size=args.batch_size,
+        lr=args.target_lr,
+        warmup_steps=max(1, args.target_steps // 20),
+        seed=args.seed + 1,
+    )
+    draft_spec = TrainSpec(
+        steps=args.draft_steps,
+        batch_size=args.batch_size,
+        lr=args.draft_lr,
+        warmup_steps=max(1, args.draft_steps // 20),
+        seed=args.seed + 2,
+        distill_weight=args.distill_weight,
+    )
+    target = make_model(TARGET_SPEC, eos_id, target_spec.seed)
+    draft = make_model(DRAFT_SPEC, eos_id, draft_spec.seed)
+    with stage("train_target", timings):
+        target_log = train(target, stream, target_spec, "target")
+    with stage("train_draft", timings):
+        draft_log = train(draft, stream, draft_spec, "draft", teacher=target)
+    return target, draft, {"target": target_log, "draft": draft_log}
+
+
+def evaluate(args: argparse.Namespace, out: Path, tokenizer, held_stream: torch.Tensor, eos_id: int) -> dict:
+    """All metrics of the saved pair, loaded from `out` and cast to float32."""
+    target, draft = load_fp32(out / "target"), load_fp32(out / "draft")
+    prompts = eval_prompts(held_stream, eos_id, args.eval_prompts, 32)
+    tf = teacher_forced_metrics(target, draft, heldout_chunks(held_stream, args.eval_chunks))
+    paths = path_metrics(target, draft, prompts, new_tokens=64, gamma=4, seed=args.seed + 3)
+    t_ms = decode_ms_per_token(target, prompts[:1])
+    d_ms = decode_ms_per_token(draft, prompts[:1])
+    cost = {"target_ms_per_token": t_ms, "draft_ms_per_token": d_ms, "c": d_ms / t_ms}
+    samples = print_samples(target, tokenizer, prompts[::10], 64, seed=args.seed + 4)
+    return {"teacher_forced": tf, "paths": paths, "decode_cost": cost, "samples": samples}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -634,61 +704,60 @@ def main(argv: list[str] | None = None) -> None:
     out: Path = args.out
     out.mkdir(parents=True, exist_ok=True)
 
-    corpus = timed("corpus", timings)(collect_corpus)
-    tokenizer = timed("tokenizer", timings)(
-        lambda: train_tokenizer([text for _, text in corpus.train]))
+    with stage("corpus", timings):
+        corpus = collect_corpus()
+    with stage("tokenizer", timings):
+        tokenizer = train_tokenizer([text for _, text in corpus.train])
     eos_id = tokenizer.convert_tokens_to_ids(EOS_TOKEN)
-    train_stream = timed("encode", timings)(lambda: token_stream(tokenizer, corpus.train))
-    held_stream = token_stream(tokenizer, corpus.heldout)
+    with stage("encode", timings):
+        train_stream = token_stream(tokenizer, corpus.train)
+        held_stream = token_stream(tokenizer, corpus.heldout)
     train_bytes = sum(len(t.encode()) for _, t in corpus.train)
-    print(f"corpus: {len(corpus.train)} train / {len(corpus.heldout)} held-out docs, "
-          f"{len(train_stream):,} train tokens ({train_bytes / len(train_stream):.2f} bytes/token), "
-          f"{len(held_stream):,} held-out tokens", flush=True)
+    print(
+        f"corpus: {len(corpus.train)} train / {len(corpus.heldout)} held-out docs, "
+        f"{len(train_stream):,} train tokens ({train_bytes / len(train_stream):.2f} bytes/token), "
+        f"{len(held_stream):,} held-out tokens",
+        flush=True,
+    )
 
-    target_spec = TrainSpec(steps=args.target_steps, batch_size=args.batch_size, lr=args.target_lr,
-                            warmup_steps=max(1, args.target_steps // 20), seed=args.seed + 1)
-    draft_spec = TrainSpec(steps=args.draft_steps, batch_size=args.batch_size, lr=args.draft_lr,
-                           warmup_steps=max(1, args.draft_steps // 20), seed=args.seed + 2,
-                           distill_weight=args.distill_weight)
-    target = make_model(TARGET_SPEC, eos_id, target_spec.seed)
-    draft = make_model(DRAFT_SPEC, eos_id, draft_spec.seed)
-    target_log = timed("train_target", timings)(
-        lambda: train(target, train_stream, target_spec, "target"))
-    draft_log = timed("train_draft", timings)(
-        lambda: train(draft, train_stream, draft_spec, "draft", teacher=target))
+    target, draft, training = train_pair(args, train_stream, eos_id, timings)
     params = {"target": count_params(target), "draft": count_params(draft)}
     save_model(target, tokenizer, out / "target", draft=False)
     save_model(draft, tokenizer, out / "draft", draft=True)
     del target, draft
 
-    def evaluate() -> dict:
-        target, draft = load_fp32(out / "target"), load_fp32(out / "draft")
-        prompts = eval_prompts(held_stream, eos_id, args.eval_prompts, 32)
-        tf = teacher_forced_metrics(target, draft, heldout_chunks(held_stream, args.eval_chunks))
-        paths = path_metrics(target, draft, prompts, new_tokens=64, gamma=4, seed=args.seed + 3)
-        t_ms = decode_ms_per_token(target, prompts[:1])
-        d_ms = decode_ms_per_token(draft, prompts[:1])
-        cost = {"target_ms_per_token": t_ms, "draft_ms_per_token": d_ms, "c": d_ms / t_ms}
-        samples = print_samples(target, tokenizer, prompts[::10], 64, seed=args.seed + 4)
-        return {"teacher_forced": tf, "paths": paths, "decode_cost": cost, "samples": samples}
-
-    evaluation = timed("evaluate", timings)(evaluate)
+    with stage("evaluate", timings):
+        evaluation = evaluate(args, out, tokenizer, held_stream, eos_id)
     build_seconds = round(time.time() - build_start, 1)
     metrics = {
-        "build_command": "python -m reference_impl.models.build_trained " + " ".join(
-            sys.argv[1:] if argv is None else argv),
+        "build_command": "python -m reference_impl.models.build_trained "
+        + " ".join(sys.argv[1:] if argv is None else argv),
         "build_seconds": build_seconds,
         "stage_seconds": timings,
-        "environment": {"python": platform.python_version(), "torch": torch.__version__,
-                        "threads": args.threads, "machine": platform.machine()},
-        "corpus": {"train_docs": len(corpus.train), "heldout_docs": len(corpus.heldout),
-                   "train_tokens": len(train_stream), "heldout_tokens": len(held_stream),
-                   "train_bytes_per_token": train_bytes / len(train_stream),
-                   "heldout_every": HOLDOUT_EVERY},
+        "environment": {
+            "python": platform.python_version(),
+            "torch": torch.__version__,
+            "threads": args.threads,
+            "machine": platform.machine(),
+            "cpu_count": os.cpu_count(),
+            "load_average_1m_at_end": round(os.getloadavg()[0], 2),
+        },
+        "corpus": {
+            "train_docs": len(corpus.train),
+            "heldout_docs": len(corpus.heldout),
+            "train_tokens": len(train_stream),
+            "heldout_tokens": len(held_stream),
+            "train_bytes_per_token": train_bytes / len(train_stream),
+            "heldout_every": HOLDOUT_EVERY,
+        },
         "params": params,
-        "architecture": {"target": asdict(TARGET_SPEC), "draft": asdict(DRAFT_SPEC),
-                         "vocab_size": VOCAB_SIZE, "context": SEQ_LEN},
-        "training": {"target": target_log, "draft": draft_log},
+        "architecture": {
+            "target": asdict(TARGET_SPEC),
+            "draft": asdict(DRAFT_SPEC),
+            "vocab_size": VOCAB_SIZE,
+            "context": SEQ_LEN,
+        },
+        "training": training,
         **{k: v for k, v in evaluation.items() if k != "samples"},
         "file_bytes": folder_sizes(out),
         "samples": evaluation["samples"],
@@ -696,8 +765,7 @@ def main(argv: list[str] | None = None) -> None:
     metrics["total_bytes"] = sum(metrics["file_bytes"].values())
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (out / "README.md").write_text(render_readme(metrics))
-    print(json.dumps({k: metrics[k] for k in ("params", "teacher_forced", "paths", "decode_cost")},
-                     indent=2))
+    print(json.dumps({k: metrics[k] for k in ("params", "teacher_forced", "paths", "decode_cost")}, indent=2))
     print(f"total build time: {build_seconds:.0f}s ({build_seconds / 60:.1f} min)")
 
 
