@@ -5,6 +5,12 @@ pass, the rejection test keeps the longest accepted prefix and adds one token fr
 or, when all gamma were accepted, a bonus token from the target. Both KV caches are then cropped
 back to the accepted prefix. The first token comes from the target's prefill, before any draft
 work, so time to first token equals the autoregressive baseline's.
+
+``gamma="auto"`` picks each step's gamma from the decoder's running alpha estimate and the costs
+of drafting and verifying measured on the device (``autogamma``): the costs are measured once,
+at the first speculative step (after the first token), unless passed in as ``costs``. The alpha
+estimate carries over between calls, so with auto gamma the gammas (not the distribution of the
+output) depend on what the decoder decoded before.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from collections.abc import Callable
 
 import torch
 
+from .autogamma import AlphaTracker, CostModel, choose_gamma, measure_costs
 from .checks import check_gamma, check_pair, check_request, default_generator
+from .errors import InvalidGammaError
 from .kv import CachedLM, check_finite, model_device
 from .output import TokenSink
 from .sampling import (
@@ -27,19 +35,53 @@ from .sampling import (
 )
 from .stats import DecodeResult, StatsCounter
 
+AUTO = "auto"
+
+
+def check_gamma_or_auto(gamma: object) -> int | str:
+    """A valid fixed gamma, or ``"auto"`` (chosen each step from measured alpha and costs)."""
+    if isinstance(gamma, str):
+        if gamma == AUTO:
+            return AUTO
+        raise InvalidGammaError(
+            f"gamma must be an integer >= 1 (draft tokens per step) or 'auto', got {gamma!r}; typical values are 2 to 8"
+        )
+    return check_gamma(gamma)
+
 
 class SpeculativeDecoder:
     """Draft-then-verify decoding of ``target`` with ``draft``, batch size 1, exact in distribution."""
 
     name = "speculative"
 
-    def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4) -> None:
+    def __init__(
+        self,
+        target: torch.nn.Module,
+        draft: torch.nn.Module,
+        *,
+        gamma: int | str = 4,
+        costs: CostModel | None = None,
+    ) -> None:
         check_pair(target, draft)
         self.target = target
         self.draft = draft
-        self.gamma = check_gamma(gamma)
+        self.gamma = check_gamma_or_auto(gamma)
+        self.costs = costs
+        self.alpha = AlphaTracker()
         self._target = CachedLM(target)
         self._draft = CachedLM(draft)
+
+    def choose_gamma(self, max_gamma: int | None = None) -> int:
+        """Auto gamma: the best predicted speedup at the running alpha estimate (costs measured once)."""
+        if self.costs is None:
+            self.costs = measure_costs(self.target, self.draft)
+        return choose_gamma(self.alpha.alpha, self.costs, max_gamma=max_gamma)
+
+    def _step_gamma(self, gamma: int | str, remaining: int) -> int:
+        """Draft tokens for the next step: at most remaining - 1, as the step adds one token of its own."""
+        if remaining <= 1:
+            return 0
+        return self.choose_gamma(remaining - 1) if gamma == AUTO else min(gamma, remaining - 1)
 
     def generate(
         self,
@@ -47,13 +89,13 @@ class SpeculativeDecoder:
         *,
         max_new_tokens: int,
         sampling: SamplingConfig = GREEDY,
-        gamma: int | None = None,
+        gamma: int | str | None = None,
         eos_token_id: int | None = None,
         generator: torch.Generator | None = None,
         on_token: Callable[[int], None] | None = None,
     ) -> DecodeResult:
-        """(1, prompt_len) prompt -> the new tokens and their stats."""
-        gamma = check_gamma(self.gamma if gamma is None else gamma)
+        """(1, prompt_len) prompt -> the new tokens and their stats. gamma None: the decoder's own."""
+        gamma = check_gamma_or_auto(self.gamma if gamma is None else gamma)
         check_request(self.target, input_ids, max_new_tokens, sampling, generator)
         if generator is None and not sampling.greedy:
             generator = default_generator(model_device(self.target))
@@ -67,7 +109,7 @@ class SpeculativeDecoder:
         length = prompt_len
         with torch.inference_mode():
             while not sink.finished:
-                step_gamma = min(gamma, sink.remaining - 1) if length > prompt_len else 0
+                step_gamma = self._step_gamma(gamma, sink.remaining) if length > prompt_len else 0
                 if step_gamma == 0:
                     new, n_accepted = self._target_step(seq, length, sampling, generator), 0
                 else:
@@ -78,6 +120,7 @@ class SpeculativeDecoder:
                 if step_gamma:
                     rejected = n_accepted < step_gamma and emitted > n_accepted
                     counter.record_step(step_gamma, min(n_accepted, emitted), rejected)
+                    self.alpha.update(min(n_accepted, emitted), rejected)
                 length += len(new)
         counter.new_tokens = len(sink.tokens)
         return DecodeResult(tokens=sink.tokens, stats=counter.freeze(self._target, self._draft))
@@ -132,7 +175,7 @@ class SpeculativeDecoder:
         # 5. Crop both caches to the accepted prefix; the new last token is fed on the next step.
         self._target.rollback(length + n)
         self._draft.rollback(length + n)
-        return drafted[:n] + [next_id], n
+        return [*drafted[:n], next_id], n
 
     def _target_step(
         self, seq: torch.Tensor, length: int, sampling: SamplingConfig, generator: torch.Generator | None

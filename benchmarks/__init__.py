@@ -1,0 +1,1 @@
+"""Benchmarks run outside pytest: ``python -m benchmarks.bench_decoders --help``."""
