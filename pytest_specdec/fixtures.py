@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from .options import SAVE_BASELINE as SAVE_BASELINE_FLAG
 from .options import SpecDecOptions, get_options
 from .perf import PerfRecord, measure_interleaved
 from .protocol import BASELINE_IMPL, DEFAULT_IMPL, CheckedDecoder, load_factory, make_decoder
@@ -123,6 +124,7 @@ def specdec_measure(
     specdec_prompts: list[Any],
     specdec_timer: Any,
     specdec_results: SessionResults,
+    specdec_forward_costs: Callable[[int], dict[str, float]],
 ) -> Callable[..., PerfRecord]:
     """``measure(gamma=None, sampling=GREEDY, name=None)``: time the decoder under test against the
     baseline, interleaved, with the prompt count, max_new_tokens, repeats and warm-up given by the
@@ -133,6 +135,8 @@ def specdec_measure(
 
     marker = request.node.get_closest_marker("specdec_perf")
     settings = {"prompts": 4, "max_new_tokens": 32, "repeats": 3, "warmup": 1, **(marker.kwargs if marker else {})}
+
+    default_gamma = getattr(specdec_decoder, "gamma", None) or 4  # c and v for auto-gamma decoders: at gamma 4
 
     def measure(gamma: int | None = None, sampling: Any = GREEDY, name: str | None = None) -> PerfRecord:
         device = specdec_pair.device
@@ -157,8 +161,99 @@ def specdec_measure(
             max_new_tokens=settings["max_new_tokens"],
             speculative=samples["speculative"],
             baseline=samples["baseline"],
+            extra=_perf_extra(settings, specdec_prompts, specdec_forward_costs(gamma or default_gamma)),
         )
         specdec_results.perf.append(record)
         return record
 
     return measure
+
+
+# --- performance baselines: forward-pass costs, fingerprint, comparison (see baselines.py) ---------
+
+
+def _perf_extra(settings: dict[str, Any], prompts: list[Any], costs: dict[str, float]) -> dict[str, Any]:
+    """What a ``PerfRecord`` carries besides its samples: the protocol (part of the fingerprint) and c, v."""
+    from .baselines import prompt_digest
+
+    protocol = {"prompts": prompt_digest(prompts[: settings["prompts"]]), "max_new_tokens": settings["max_new_tokens"],
+                "repeats": settings["repeats"], "warmup": settings["warmup"]}
+    return {"protocol": protocol, "forward_costs": costs}
+
+
+@pytest.fixture(scope="session")
+def specdec_forward_costs(specdec_pair: Any) -> Callable[[int], dict[str, float]]:
+    """``costs(gamma)`` -> the pair's cost ratios c and v(gamma) for the speedup model (FIELD-NOTES), measured by
+    ``reference_impl.autogamma.measure_costs`` once per gamma."""
+    cache: dict[int, dict[str, float]] = {}
+
+    def costs(gamma: int) -> dict[str, float]:
+        if gamma not in cache:
+            from reference_impl.autogamma import measure_costs
+
+            model = measure_costs(specdec_pair.target, specdec_pair.draft, max_tokens=gamma + 1, repeats=15)
+            cache[gamma] = {"gamma": gamma, "c": model.c, "v": model.v(gamma), "target_pass_s": model.target_decode_s,
+                            "draft_pass_s": model.draft_decode_s, "verify_pass_s": model.verify_s[gamma]}
+        return cache[gamma]
+
+    return costs
+
+
+@pytest.fixture(scope="session")
+def specdec_pair_identity(specdec_pair: Any) -> dict[str, Any]:
+    """The pair's part of a baseline fingerprint: ids, revision, dtype and digests of config and weights."""
+    from .baselines import model_digest
+
+    return {"target": specdec_pair.target_id, "draft": specdec_pair.draft_id, "revision": specdec_pair.revision,
+            "target_digest": model_digest(specdec_pair.target), "draft_digest": model_digest(specdec_pair.draft),
+            "dtype": specdec_pair.dtype}
+
+
+@pytest.fixture
+def specdec_baseline_check(
+    specdec_options: SpecDecOptions,
+    specdec_pair: Any,
+    specdec_decoder: CheckedDecoder,
+    specdec_pair_identity: dict[str, Any],
+    specdec_results: SessionResults,
+) -> Callable[[PerfRecord], Any]:
+    """``check(record) -> Comparison`` against the stored baseline of the record's fingerprint.
+
+    A regression fails the test with the metric, the baseline, the new value and the evidence; no
+    comparable baseline skips it, naming the differing fields; with ``--specdec-save-baseline`` the
+    record becomes the baseline (atomically, other entries kept) and the test passes. The decoder's
+    ``name`` is part of the fingerprint: a changed decoder keeps its name and meets its old
+    baseline; another decoder (an adapter) has baselines of its own.
+    """
+
+    def check(record: PerfRecord) -> Any:
+        from . import baselines
+        from .environment import describe_environment
+
+        measurement = {"name": record.name, "decoder": specdec_decoder.name, "gamma": record.gamma,
+                       "sampling": record.sampling,
+                       **{k: record.extra["protocol"][k] for k in ("prompts", "max_new_tokens", "repeats")}}
+        fp = baselines.fingerprint(describe_environment(specdec_pair.device), specdec_pair_identity, measurement)
+        timing, figures = baselines.timing_samples(record), baselines.deterministic_figures(record)
+        exact = specdec_pair.device == "cpu" and specdec_pair.dtype in ("float32", "float64")
+        try:
+            stored = baselines.load_baselines(specdec_options.baseline_dir)
+            comparison = baselines.compare(stored, fp, timing, figures, exact_numerics=exact)
+            specdec_results.comparisons.append(comparison.as_dict())
+            if specdec_options.save_baseline:
+                path = baselines.baseline_file(specdec_options.baseline_dir, specdec_pair.label)
+                summary = {k: v for k, v in record.as_dict().items() if k in ("speedup", "ttft_ratio")}
+                key = baselines.save_baseline(path, fp, timing, figures, summary=summary,
+                                              decoder=specdec_options.impl or DEFAULT_IMPL)
+                specdec_results.notes.append(f"baseline for {record.name} saved to {path} (entry {key})")
+                return comparison
+        except baselines.BaselineError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        if comparison.failed:
+            pytest.fail(comparison.message(), pytrace=False)
+        if comparison.status == "no comparable baseline":
+            pytest.skip(f"no comparable baseline for {record.name} in {specdec_options.baseline_dir}: "
+                        f"{comparison.differences()}; record one with {SAVE_BASELINE_FLAG}")
+        return comparison
+
+    return check

@@ -2,7 +2,7 @@
 
 addoption -> configure (options parsed once, GPU gate, decoder spec and model checks) ->
 generate_tests (gamma parametrization) -> collection (GPU skips, timing tests under xdist) ->
-terminal summary (skips, results table, JSON).
+terminal summary (skips, results table, baseline verdicts, JSON, report with plot and benchmark JSON).
 """
 
 from __future__ import annotations
@@ -14,15 +14,18 @@ import pytest
 from . import options as opts
 from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     RESULTS_KEY,
+    specdec_baseline_check,
     specdec_baseline_decoder,
     specdec_baseline_factory,
     specdec_decoder,
     specdec_draft,
     specdec_factory,
+    specdec_forward_costs,
     specdec_generator,
     specdec_measure,
     specdec_options,
     specdec_pair,
+    specdec_pair_identity,
     specdec_prompts,
     specdec_results,
     specdec_target,
@@ -151,3 +154,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
 
         write_json(options.json_path, results, describe_environment(options.resolved_device()))
         write(f"specdec: results written to {options.json_path}")
+    if options.report_dir is not None and results.perf and not os.environ.get("PYTEST_XDIST_WORKER"):
+        from .environment import describe_environment
+        from .markdown_report import write_report
+        from .protocol import DEFAULT_IMPL
+
+        written = write_report(options.report_dir, results, describe_environment(options.resolved_device()),
+                               decoder=options.impl or DEFAULT_IMPL)
+        for what, path in written.items():
+            write(f"specdec: {what} {'written to ' if isinstance(path, os.PathLike) else 'not written: '}{path}")

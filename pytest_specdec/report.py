@@ -66,6 +66,22 @@ def summary_lines(results: SessionResults) -> list[str]:
         "TTFT/TPOT: medians; tok/s: all tokens / all wall time; speedup: tok/s over the baseline's, same run; "
         "alpha = A/(A+R); tau = 1 + A/steps (includes the bonus or correction token)"
     )
+    return lines + comparison_lines(results)
+
+
+def comparison_lines(results: SessionResults) -> list[str]:
+    """One line per baseline comparison: its status and each timing verdict with its change."""
+    lines = []
+    for c in results.comparisons:
+        verdicts = ", ".join(
+            f"{m['metric']} {m['verdict']}" + (f" {m['worse_by']:+.0%}" if m["worse_by"] is not None else "")
+            for m in c["timing"]
+        )
+        moved = [f["figure"] for f in c["deterministic"] if not f["ok"]]
+        figures = f"deterministic: {', '.join(moved)} moved" if moved else f"{len(c['deterministic'])} deterministic ok"
+        status = "REGRESSION" if c["failed"] else c["status"]
+        lines.append(f"baseline {c['measurement']}: {status}" + (f"; {verdicts}" if verdicts else "")
+                     + (f"; {figures}" if c["deterministic"] else ""))
     return lines
 
 
@@ -74,6 +90,9 @@ def atomic_write_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; the result should read like any other file
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()

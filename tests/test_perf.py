@@ -1,0 +1,31 @@
+"""The performance tests a user runs: the decoder under test against the autoregressive baseline,
+timed interleaved on the session's pair at each ``--specdec-gamma``, then judged against the stored
+baseline for the run's fingerprint (see pytest_specdec/baselines.py).
+
+A test fails itself on a regression: any deterministic figure that moved (forward passes per
+token, prefills per request, passes before the first token, acceptance) or a timing metric worse
+by more than its threshold with Mann-Whitney U p < 0.01 on the raw samples. Noisy timings are
+reported as inconclusive in the summary and the report, not failed; a run with no comparable
+baseline is skipped with the fields that differ. ``--specdec-save-baseline`` records instead.
+
+Run them alone (``pytest -m specdec_perf -p no:xdist``): nothing else should compete with the clock.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from reference_impl.sampling import SamplingConfig
+
+# 8 prompts x 3 repeats = 24 paired samples per metric; 48 tokens draw the latency curve of the report.
+PROTOCOL = {"prompts": 8, "max_new_tokens": 48, "repeats": 3, "warmup": 2}
+
+
+@pytest.mark.specdec_perf(**PROTOCOL)
+def test_greedy_speed(specdec_measure, specdec_baseline_check, specdec_gamma):
+    specdec_baseline_check(specdec_measure(gamma=specdec_gamma))
+
+
+@pytest.mark.specdec_perf(**PROTOCOL)
+def test_sampled_speed(specdec_measure, specdec_baseline_check, specdec_gamma):
+    specdec_baseline_check(specdec_measure(gamma=specdec_gamma, sampling=SamplingConfig(temperature=1.0)))
