@@ -1,0 +1,11 @@
+"""Adapters that present decoders written outside this project through the decoder protocol.
+
+Each adapter module offers factories usable as ``--specdec-impl module:factory``:
+
+- ``pytest_specdec.adapters.hf_assisted:factory``: Hugging Face assisted generation
+  (``generate(assistant_model=...)``) with a fixed gamma; ``:default_factory``: with HF's own defaults.
+- ``pytest_specdec.adapters.prompt_lookup:factory``: Hugging Face prompt-lookup decoding
+  (``generate(prompt_lookup_num_tokens=...)``); the draft model is not used.
+
+See docs/adapters.md for the protocol, how to write an adapter and what the suite found.
+"""
