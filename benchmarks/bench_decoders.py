@@ -8,7 +8,8 @@ Usage (from the repository root; run it alone on a quiet machine)::
 
 writes ``<out>.md`` (the table) and ``<out>.json`` (every figure and raw sample). All decoders run
 greedy on the same prompts, interleaved: each repeat runs every decoder on every prompt in turn,
-after warm-up, so drift of the machine hits them alike. Figures:
+after warm-up, in an order that rotates from prompt to prompt, so drift of the machine hits them
+alike and no decoder always runs first. Figures:
 
 - tok/s: per repeat, tokens over wall time summed over the prompts; the median over repeats.
 - speedup: per repeat, tok/s over the baseline's in the same repeat; the median over repeats.
@@ -194,7 +195,10 @@ def summarise(entry: Entry, runs: list[Any], forward_s: list[float], base_runs: 
 
 def timed_runs(entries: list[Entry], prompts: list[Any], config: BenchConfig,
                clock: ForwardClock) -> tuple[dict[str, list[Any]], dict[str, list[float]]]:
-    """Warm every decoder up, then time each on each prompt, interleaved, ``repeats`` times."""
+    """Warm every decoder up, then time each on each prompt, interleaved, ``repeats`` times.
+
+    Runs are stored per decoder in (repeat, prompt) order, whatever order they ran in.
+    """
     from pytest_specdec.timing import Timer
     from reference_impl.sampling import GREEDY
 
@@ -205,10 +209,12 @@ def timed_runs(entries: list[Entry], prompts: list[Any], config: BenchConfig,
         timer.warm_up(decoder, prompts[0], repeats=config.warmup, **kwargs)
         decoder.forward_s.clear()
     runs: dict[str, list[Any]] = {e.name: [] for e in entries}
-    for _ in range(config.repeats):
-        for prompt in prompts:
-            for name, decoder in clocked.items():
-                runs[name].append(timer.time(decoder, prompt, **kwargs))
+    names = list(clocked)
+    for repeat in range(config.repeats):
+        for index, prompt in enumerate(prompts):
+            shift = (repeat * len(prompts) + index) % len(names)  # rotate the order: no decoder always goes first
+            for name in names[shift:] + names[:shift]:
+                runs[name].append(timer.time(clocked[name], prompt, **kwargs))
     return runs, {name: d.forward_s for name, d in clocked.items()}
 
 
