@@ -173,12 +173,15 @@ def specdec_measure(
 
 
 def _perf_extra(settings: dict[str, Any], prompts: list[Any], costs: dict[str, float]) -> dict[str, Any]:
-    """What a ``PerfRecord`` carries besides its samples: the protocol (part of the fingerprint) and c, v."""
+    """What a ``PerfRecord`` carries besides its samples: the protocol (part of the fingerprint), c and v, and the
+    torch thread count the decodes ran with."""
+    import torch
+
     from .baselines import prompt_digest
 
     protocol = {"prompts": prompt_digest(prompts[: settings["prompts"]]), "max_new_tokens": settings["max_new_tokens"],
                 "repeats": settings["repeats"], "warmup": settings["warmup"]}
-    return {"protocol": protocol, "forward_costs": costs}
+    return {"protocol": protocol, "forward_costs": costs, "torch_threads": torch.get_num_threads()}
 
 
 @pytest.fixture(scope="session")

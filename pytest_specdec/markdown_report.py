@@ -116,6 +116,7 @@ def render(results: SessionResults, environment: dict[str, Any], *, decoder: str
     """The markdown text of the report; ``plot`` is the PNG's path or the reason it is missing."""
     loads = "; ".join(f"{pair}: " + ", ".join(f"{k} {v:.2f} s" for k, v in s.items())
                       for pair, s in results.load_seconds.items())
+    threads = sorted({str(r.extra.get("torch_threads", "?")) for r in results.perf}) or ["-"]
     figure = f"![latency against output length, acceptance by position]({Path(plot).name})" \
         if isinstance(plot, Path) else f"_No plot: {plot}._"
     lines = [
@@ -125,7 +126,7 @@ def render(results: SessionResults, environment: dict[str, Any], *, decoder: str
         "timed interleaved with it (same prompts, same run, after warm-up).", "",
         f"Device: {environment.get('device')}; torch {environment.get('torch')}, transformers "
         f"{environment.get('transformers')}, CUDA {environment.get('cuda') or '-'}, "
-        f"{environment.get('torch_threads')} torch threads. Model load: {loads or '-'}.", "",
+        f"{', '.join(threads)} torch thread(s) while timing. Model load: {loads or '-'}.", "",
         "## Wall clock", "", *_headline(results), "", figure, "",
         "## Where the time goes (deterministic figures)", "", *_where_time_goes(results), "",
         "Predicted speedup: (1 - alpha^(gamma+1)) / ((1 - alpha) (gamma c + v)), with c = draft pass / target pass "

@@ -9,9 +9,19 @@ reported as inconclusive in the summary and the report, not failed; a run with n
 baseline is skipped with the fields that differ. ``--specdec-save-baseline`` records instead.
 
 Run them alone (``pytest -m specdec_perf -p no:xdist``): nothing else should compete with the clock.
+
+On CPU they run with ``SPECDEC_PERF_THREADS`` torch threads (default 1; 0 keeps torch's own
+choice). On a shared CPU, intra-op parallelism turns every other process's time slice into a stall
+at the next OpenMP barrier. Measured on this project's 2-core machines with other jobs running (load
+3.4): the trained target decoded at 42 ms per token with 2 threads and 3.5 ms with 1, and with 2
+threads the same-run speedup of unchanged code swung by a factor of 4 between sessions; with 1
+thread it stayed within about 5%.
+The thread count is part of the baseline fingerprint.
 """
 
 from __future__ import annotations
+
+import os
 
 import pytest
 
@@ -19,6 +29,19 @@ from reference_impl.sampling import SamplingConfig
 
 # 8 prompts x 3 repeats = 24 paired samples per metric; 48 tokens draw the latency curve of the report.
 PROTOCOL = {"prompts": 8, "max_new_tokens": 48, "repeats": 3, "warmup": 2}
+THREADS = int(os.environ.get("SPECDEC_PERF_THREADS", "1"))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def perf_threads(specdec_options):
+    """Time CPU decodes with ``THREADS`` intra-op threads; restore the session's setting afterwards."""
+    import torch
+
+    before = torch.get_num_threads()
+    if THREADS and specdec_options.resolved_device().startswith("cpu"):
+        torch.set_num_threads(THREADS)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.mark.specdec_perf(**PROTOCOL)
