@@ -8,8 +8,12 @@
   entries keyed by a fingerprint digest. Saving is atomic and keeps every other entry; a corrupt
   or foreign file is a ``BaselineError`` that names the file and the fix.
 - ``compare``: every timing metric has a direction and a threshold. A regression needs the
-  effect (ratio of medians) beyond the threshold *and* a one-sided Mann-Whitney U p-value below
-  ``ALPHA`` on the raw samples; a comparison whose bootstrap interval still straddles the
+  effect beyond the threshold *and* a one-sided p-value below ``ALPHA`` on the raw samples. A
+  comparable baseline ran the same prompts and repeats in the same order, so samples pair run by
+  run: the effect is the median of new / stored per prompt and the test a Wilcoxon signed-rank
+  test on their logarithms, and how much prompts differ from each other (length, acceptance) no
+  longer hides a regression (unpaired samples fall back to the ratio of medians and Mann-Whitney
+  U). A comparison whose bootstrap interval still straddles the
   threshold is ``inconclusive``. Timings are judged against a control, the baseline decoder
   timed interleaved in the same run: an absolute timing that got worse along with the control's
   is the machine, not the code, and no ratio is trusted when the control moved by more than
@@ -306,13 +310,22 @@ class MetricVerdict:
     threshold: float
     n: tuple[int, int]  # (stored, new) sample counts
     note: str = ""
+    paired: bool = False  # run-by-run (same prompt) comparison: Wilcoxon signed-rank; else Mann-Whitney U
+
+    @property
+    def test(self) -> str:
+        return "Wilcoxon signed-rank (paired by prompt)" if self.paired else "Mann-Whitney U"
+
+    @property
+    def effect(self) -> str:
+        return "the median run-by-run ratio" if self.paired else "the ratio of medians"
 
     def evidence(self) -> str:
         lo, hi = self.interval
         text = (f"{self.metric}: baseline median {self.baseline:.4g} (n={self.n[0]}) -> now {self.new:.4g} "
                 f"(n={self.n[1]}): {abs(self.worse_by):.1%} {'worse' if self.worse_by > 0 else 'better'}, "
-                f"threshold {self.threshold:.0%}; Mann-Whitney U one-sided p={self.pvalue:.2g} (alpha {ALPHA}); "
-                f"{CONFIDENCE:.0%} bootstrap interval of the ratio of medians [{lo:.3f}, {hi:.3f}]")
+                f"threshold {self.threshold:.0%}; {self.test} one-sided p={self.pvalue:.2g} (alpha {ALPHA}); "
+                f"{CONFIDENCE:.0%} bootstrap interval of {self.effect} [{lo:.3f}, {hi:.3f}]")
         return f"{text}; {self.note}" if self.note else text
 
 
@@ -330,31 +343,57 @@ class FigureVerdict:
                 "forward passes and acceptance do not depend on machine speed)")
 
 
-def _bootstrap_interval(new: list[float], old: list[float]) -> tuple[float, float]:
+def _bootstrap_interval(new: list[float], old: list[float], *, paired: bool) -> tuple[float, float]:
+    """Bootstrap interval of new / stored: the median of run-by-run ratios (paired) or the ratio of medians."""
     import numpy as np
 
     rng = np.random.default_rng(BOOTSTRAP_SEED)
     a, b = np.asarray(new), np.asarray(old)
-    ma = np.median(a[rng.integers(0, a.size, (BOOTSTRAP_RESAMPLES, a.size))], axis=1)
-    mb = np.median(b[rng.integers(0, b.size, (BOOTSTRAP_RESAMPLES, b.size))], axis=1)
-    ratios = ma / mb
+    if paired:
+        ratios = a / b
+        ratios = np.median(ratios[rng.integers(0, ratios.size, (BOOTSTRAP_RESAMPLES, ratios.size))], axis=1)
+    else:
+        ma = np.median(a[rng.integers(0, a.size, (BOOTSTRAP_RESAMPLES, a.size))], axis=1)
+        mb = np.median(b[rng.integers(0, b.size, (BOOTSTRAP_RESAMPLES, b.size))], axis=1)
+        ratios = ma / mb
     tail = (1 - CONFIDENCE) / 2
     return float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))
 
 
-def compare_samples(metric: Metric, old: list[float], new: list[float]) -> MetricVerdict:
-    """Effect beyond the threshold and significance on the raw samples, or inconclusive."""
-    from scipy.stats import mannwhitneyu
+def _one_sided_p(new: list[float], old: list[float], *, paired: bool, larger: bool) -> float:
+    """p-value that ``new`` is larger (``larger``) or smaller than ``old``.
 
+    Paired: Wilcoxon signed-rank on log(new_i / old_i), sample i of both being the same prompt and
+    repeat of one protocol, so what differs between prompts (their length, their acceptance)
+    cancels. Unpaired: Mann-Whitney U.
+    """
+    from scipy.stats import mannwhitneyu, wilcoxon
+
+    alternative = "greater" if larger else "less"
+    if not paired:
+        return float(mannwhitneyu(new, old, alternative=alternative).pvalue)
+    logs = [math.log(a / b) for a, b in zip(new, old, strict=True)]
+    if not any(logs):
+        return 1.0
+    return float(wilcoxon(logs, alternative=alternative).pvalue)
+
+
+def compare_samples(metric: Metric, old: list[float], new: list[float], *, paired: bool = False) -> MetricVerdict:
+    """Effect beyond the threshold and significance on the raw samples, or inconclusive.
+
+    ``paired``: sample i of ``old`` and ``new`` measured the same prompt (the same protocol, so the
+    same prompts and repeats in the same order); used only when both sides have as many positive
+    samples. The effect is then the median of the run-by-run ratios, else the ratio of medians.
+    """
     if len(old) < 3 or len(new) < 3:
         return MetricVerdict(metric.name, "inconclusive", math.nan, math.nan, math.nan, (math.nan, math.nan),
                              math.nan, metric.threshold, (len(old), len(new)), "fewer than 3 samples on one side")
+    paired = paired and len(old) == len(new) and min(old) > 0 and min(new) > 0
     m_old, m_new = statistics.median(old), statistics.median(new)
-    ratio = m_new / m_old
-    lo, hi = _bootstrap_interval(new, old)
-    worse, better = ("greater", "less") if metric.lower_is_better else ("less", "greater")
-    p_worse = float(mannwhitneyu(new, old, alternative=worse).pvalue)
-    p_better = float(mannwhitneyu(new, old, alternative=better).pvalue)
+    ratio = statistics.median(a / b for a, b in zip(new, old, strict=True)) if paired else m_new / m_old
+    lo, hi = _bootstrap_interval(new, old, paired=paired)
+    p_worse = _one_sided_p(new, old, paired=paired, larger=metric.lower_is_better)
+    p_better = _one_sided_p(new, old, paired=paired, larger=not metric.lower_is_better)
     worse_by = ratio - 1 if metric.lower_is_better else 1 - ratio
     worst_case = hi - 1 if metric.lower_is_better else 1 - lo
     if worse_by > metric.threshold and p_worse < ALPHA:
@@ -366,7 +405,7 @@ def compare_samples(metric: Metric, old: list[float], new: list[float]) -> Metri
     else:
         verdict = "inconclusive"
     return MetricVerdict(metric.name, verdict, m_old, m_new, worse_by, (lo, hi), p_worse, metric.threshold,
-                         (len(old), len(new)))
+                         (len(old), len(new)), paired=paired)
 
 
 def _with_control(verdict: MetricVerdict, control: MetricVerdict | None, drift: float) -> MetricVerdict:
@@ -387,14 +426,17 @@ def _with_control(verdict: MetricVerdict, control: MetricVerdict | None, drift: 
 
 
 def compare_timing(old: dict[str, list[float]], new: dict[str, list[float]]) -> list[MetricVerdict]:
+    """Judge every timing metric; samples pair run by run (a comparable baseline ran the same protocol)."""
+
     def control_verdict(name: str) -> MetricVerdict:
-        return compare_samples(Metric(name, CONTROL_METRICS[name], 0.0), old.get(name, []), new.get(name, []))
+        return compare_samples(Metric(name, CONTROL_METRICS[name], 0.0), old.get(name, []), new.get(name, []),
+                               paired=True)
 
     latency = control_verdict("baseline_latency_s")
     drift = latency.new / latency.baseline - 1 if latency.baseline and not math.isnan(latency.baseline) else 0.0
     verdicts = []
     for metric in TIMING_METRICS:
-        verdict = compare_samples(metric, old.get(metric.name, []), new.get(metric.name, []))
+        verdict = compare_samples(metric, old.get(metric.name, []), new.get(metric.name, []), paired=True)
         control = control_verdict(metric.control) if metric.control else None
         verdicts.append(_with_control(verdict, control, drift))
     return verdicts

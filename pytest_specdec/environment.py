@@ -31,10 +31,13 @@ def describe_environment(device: str) -> dict[str, Any]:
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
     }
     if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
         info["device"] = f"{props.name} ({props.total_memory // 2**30} GiB)"
     else:
-        info["device"] = f"{info['cpu']} x{info['cpu_count']}"
+        # The vector ISA torch dispatches to decides float32 kernels, hence near-tie outcomes, as much as the model
+        # name does (a virtual CPU often reports a bare family name).
+        info["device"] = f"{info['cpu']} x{info['cpu_count']} ({info['cpu_capability']})"
     return info

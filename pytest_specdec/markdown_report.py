@@ -141,7 +141,8 @@ def render(results: SessionResults, environment: dict[str, Any], *, decoder: str
         "including the bonus or correction token.",
         "- Break-even length: the shortest output from which the speculative median latency curve stays at or below "
         "the baseline's (time until the k-th token, from the same runs).",
-        "- A timing regression needs an effect beyond the metric's threshold and a one-sided Mann-Whitney U p < 0.01; "
+        "- A timing regression needs an effect beyond the metric's threshold and a one-sided p < 0.01 (Wilcoxon "
+        "signed-rank on the run-by-run ratios, each prompt against itself in the baseline); "
         "when the bootstrap interval straddles the threshold the verdict is inconclusive.",
     ]
     if results.notes:

@@ -9,6 +9,7 @@ further), and the companion check shows the same gate flags a 25% slowdown nearl
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -170,7 +171,7 @@ def test_slowdown_is_a_regression_with_the_evidence():
     regressed = {m.metric for m in comparison.regressions}
     assert {"speedup", "ttft_ratio", "tpot_ratio", "tpot_s"} <= regressed
     message = comparison.message()
-    assert "speedup: baseline median" in message and "-> now" in message and "Mann-Whitney U" in message
+    assert "speedup: baseline median" in message and "-> now" in message and "Wilcoxon signed-rank" in message
     assert "bootstrap interval" in message and "b.json entry k" in message and "--specdec-save-baseline" in message
 
 
@@ -246,6 +247,36 @@ def gate_flags(rng: random.Random, slowdown: float, n: int = 24, noise: float = 
     old = [1.5 * rng.lognormvariate(0, noise) for _ in range(n)]
     new = [1.5 / (1 + slowdown) * rng.lognormvariate(0, noise) for _ in range(n)]
     return bl.compare_samples(metric, old, new).verdict == "regressed"
+
+
+def prompt_factors(rng: random.Random, n: int, prompts: int = 8) -> list[float]:
+    """Per-run factors of a protocol whose prompts differ a lot (0.5x to 2x), in (repeat, prompt) order."""
+    factors = [math.exp(rng.uniform(math.log(0.5), math.log(2))) for _ in range(prompts)]
+    return [factors[i % prompts] for i in range(n)]
+
+
+def paired_gate_flags(rng: random.Random, slowdown: float, *, paired: bool, n: int = 24,
+                      noise: float = 0.05) -> bool:
+    metric = bl.TIMING_METRICS[0]  # speedup: higher is better
+    factors = prompt_factors(rng, n)
+    old = [1.5 * f * rng.lognormvariate(0, noise) for f in factors]
+    new = [1.5 / (1 + slowdown) * f * rng.lognormvariate(0, noise) for f in factors]
+    return bl.compare_samples(metric, old, new, paired=paired).verdict == "regressed"
+
+
+def test_paired_false_alarm_rate_with_heterogeneous_prompts():
+    rng = random.Random(SEED)
+    alarms = sum(paired_gate_flags(rng, 0.0, paired=True) for _ in range(300))
+    assert alarms <= FALSE_ALARM_BUDGET * 300, f"{alarms} false alarms in 300 paired same-distribution comparisons"
+
+
+def test_companion_pairing_by_prompt_catches_what_pooling_misses():
+    """A 15% slowdown under prompts that differ 4x: pooled samples cannot see it, prompt-by-prompt ratios can."""
+    rng = random.Random(SEED)
+    paired = sum(paired_gate_flags(rng, 0.15, paired=True) for _ in range(100))
+    pooled = sum(paired_gate_flags(rng, 0.15, paired=False) for _ in range(100))
+    assert paired >= 95, f"paired: a 15% slowdown flagged in only {paired} of 100 comparisons"
+    assert pooled <= 50, f"pooled flagged {pooled} of 100: the scenario no longer shows what pairing adds"
 
 
 def test_false_alarm_rate_on_identical_distributions():
@@ -330,3 +361,14 @@ def test_gate_reports_a_foreign_file_clearly(gate):
     result = run()
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*0001_run.json is not a pytest-specdec baseline file*--specdec-baseline-dir*"])
+
+
+def test_cpu_device_names_the_vector_isa():
+    """Two CPUs that report the same family name but dispatch to different kernels must not share timings
+    or exact numerics."""
+    import torch
+
+    from pytest_specdec.environment import describe_environment
+
+    env = describe_environment("cpu")
+    assert env["device"].endswith(f"x{env['cpu_count']} ({torch.backends.cpu.get_cpu_capability()})")
