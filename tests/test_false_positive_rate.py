@@ -63,11 +63,13 @@ def one_seed(seed: int, groups: tuple[str, ...] = CHECK_GROUPS) -> dict[str, flo
 
 
 def sweep(
-    seeds: int = SWEEP_SEEDS, jobs: int = 1, progress: bool = False, groups: tuple[str, ...] = CHECK_GROUPS
+    seeds: int = SWEEP_SEEDS, jobs: int = 1, progress: bool = False, groups: tuple[str, ...] = CHECK_GROUPS,
+    first_seed: int = FIRST_SEED,
 ) -> dict[str, object]:
-    """Run ``one_seed`` for ``seeds`` seeds on ``jobs`` processes; count p-values below each level."""
+    """Run ``one_seed`` for ``seeds`` seeds from ``first_seed`` on ``jobs`` processes; count p-values below each
+    level. A sweep cut short continues with ``first_seed`` past the last seed it printed."""
     started = time.perf_counter()
-    seed_list = range(FIRST_SEED, FIRST_SEED + seeds)
+    seed_list = range(first_seed, first_seed + seeds)
     per_seed: list[dict[str, float]] = []
     with ProcessPoolExecutor(jobs) if jobs > 1 else nullcontext() as pool:
         run = functools.partial(one_seed, groups=groups)
@@ -81,6 +83,7 @@ def sweep(
     fired_total = sum(c[str(LEVELS[0])] for c in counts.values())
     return {
         "seeds": seeds,
+        "first_seed": first_seed,
         "alpha": LEVELS[0],
         "fired_total": fired_total,
         "runs": seeds * len(counts),
@@ -112,11 +115,12 @@ def test_false_positive_rate(record_property):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=SWEEP_SEEDS)
+    parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="continue a sweep cut short")
     parser.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1))
     parser.add_argument("--checks", nargs="+", choices=CHECK_GROUPS, default=list(CHECK_GROUPS))
     parser.add_argument("--json", help="also write the report here")
     args = parser.parse_args()
-    report = sweep(args.seeds, args.jobs, progress=True, groups=tuple(args.checks))
+    report = sweep(args.seeds, args.jobs, progress=True, groups=tuple(args.checks), first_seed=args.first_seed)
     print(format_report(report))
     if args.json:
         with open(args.json, "w") as f:
