@@ -98,9 +98,15 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize("specdec_gamma", gammas, ids=[f"gamma{g}" for g in gammas])
 
 
+def _is_xdist_worker(config: pytest.Config) -> bool:
+    """From the config, not the environment: a pytest started inside a worker (pytester, a benchmark script)
+    inherits PYTEST_XDIST_WORKER but is a session of its own."""
+    return hasattr(config, "workerinput")
+
+
 def _xdist_workers(config: pytest.Config) -> int:
-    if os.environ.get("PYTEST_XDIST_WORKER_COUNT"):
-        return int(os.environ["PYTEST_XDIST_WORKER_COUNT"])
+    if _is_xdist_worker(config):
+        return int(config.workerinput.get("workercount", 1))  # type: ignore[attr-defined]
     numprocesses = getattr(config.option, "numprocesses", None)
     return int(numprocesses or 0) if str(numprocesses).isdigit() else 0
 
@@ -119,7 +125,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             config.hook.pytest_deselected(items=perf)
             items[:] = [item for item in items if not item.get_closest_marker("specdec_perf")]
             config.stash[PERF_DESELECTED_KEY] = len(perf)
-            if hasattr(config, "workeroutput"):  # an xdist worker: tell the controller
+            if _is_xdist_worker(config):  # tell the controller
                 config.workeroutput["specdec_perf_deselected"] = len(perf)
 
 
@@ -149,12 +155,12 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
         )
     for line in summary_lines(results):
         write(line)
-    if options.json_path is not None and not os.environ.get("PYTEST_XDIST_WORKER"):
+    if options.json_path is not None and not _is_xdist_worker(config):
         from .environment import describe_environment
 
         write_json(options.json_path, results, describe_environment(options.resolved_device()))
         write(f"specdec: results written to {options.json_path}")
-    if options.report_dir is not None and results.perf and not os.environ.get("PYTEST_XDIST_WORKER"):
+    if options.report_dir is not None and results.perf and not _is_xdist_worker(config):
         from .environment import describe_environment
         from .markdown_report import write_report
         from .protocol import DEFAULT_IMPL

@@ -221,6 +221,18 @@ def test_perf_tests_are_deselected_under_xdist(pytester):
     result.stdout.fnmatch_lines(["*1 timing test(s) deselected because pytest-xdist runs several workers*"])
 
 
+def test_a_session_started_inside_an_xdist_worker_is_its_own(pytester, monkeypatch):
+    """A pytest run launched from a worker (pytester, a benchmark script) inherits the worker's environment;
+    it must still run its timing tests and write its results."""
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", "gw0")
+    monkeypatch.setenv("PYTEST_XDIST_WORKER_COUNT", "2")
+    pytester.makepyfile(test_perf=PERF_TEST, test_other="def test_other(): pass")
+    out = pytester.path / "results.json"
+    result = pytester.runpytest_subprocess("-p", "no:xdist", f"{opts.PAIR}={TINY}", f"{opts.JSON}={out}")
+    result.assert_outcomes(passed=2)
+    assert out.exists()
+
+
 def test_model_loads_from_a_local_folder_through_from_pretrained(pytester):
     tmp_path = saved_tiny_pair()
     pytester.makepyfile(
