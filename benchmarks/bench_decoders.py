@@ -348,13 +348,17 @@ def main(argv: list[str] | None = None) -> None:
                          repeats=args.repeats, warmup=args.warmup, gammas=args.gammas, hf_gammas=args.hf_gammas,
                          hf_default=not args.no_hf_default, threads=args.threads)
     result = run_benchmark(config)
-    text = markdown(result)
+    publish(markdown(result), result, args.out)
+
+
+def publish(text: str, data: Any, out: Path | None) -> None:
+    """Print the markdown; with ``out``, also write ``<out>.md`` and ``<out>.json``, each atomically."""
     print(text)
-    if args.out is not None:
+    if out is not None:
         from pytest_specdec.report import atomic_write_text
 
-        atomic_write_text(args.out.with_suffix(".md"), text)
-        atomic_write_text(args.out.with_suffix(".json"), json.dumps(result, indent=2, default=str) + "\n")
+        atomic_write_text(out.with_suffix(".md"), text)
+        atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=2, default=str) + "\n")
 
 
 if __name__ == "__main__":

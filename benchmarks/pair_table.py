@@ -21,12 +21,11 @@ writes ``<out>.md`` and ``<out>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.bench_decoders import BenchConfig, load_pair, run_benchmark
+from benchmarks.bench_decoders import BenchConfig, load_pair, publish, run_benchmark
 
 # (prompts, max_new_tokens, repeats) by kind of pair: tiny pairs are milliseconds per decode.
 PROTOCOLS = {"tiny": (4, 32, 5), "trained": (4, 64, 5), "calibrated": (2, 64, 3)}
@@ -128,13 +127,7 @@ def main(argv: list[str] | None = None) -> None:
     for name in names:
         rows.append(measure_pair(name, args.threads))
         print(markdown(rows[-1:]).splitlines()[-1], flush=True)
-    text = markdown(rows)
-    print(text)
-    if args.out is not None:
-        from pytest_specdec.report import atomic_write_text
-
-        atomic_write_text(args.out.with_suffix(".md"), text)
-        atomic_write_text(args.out.with_suffix(".json"), json.dumps(rows, indent=2, default=str) + "\n")
+    publish(markdown(rows), rows, args.out)
 
 
 if __name__ == "__main__":
