@@ -253,25 +253,22 @@ def verdicts(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def run_benchmark(config: BenchConfig, models: tuple[Any, Any, Any] | None = None) -> dict[str, Any]:
     """Build or take the pair, measure its costs, time every decoder; every figure as a dict."""
-    import torch
-
     from pytest_specdec.environment import describe_environment
     from pytest_specdec.prompts import prompt_ids
+    from pytest_specdec.timing import torch_threads
 
     target, draft, tokenizer = models or load_pair(config.pair)
     vocab = target.get_output_embeddings().weight.shape[0]
     prompts = prompt_ids(tokenizer, vocab, "cpu", config.prompts)
-    saved_threads = torch.get_num_threads()
     clock = ForwardClock([target, draft])
     try:
-        torch.set_num_threads(config.threads or saved_threads)
-        environment = describe_environment("cpu")
-        costs = measure_costs(target, draft, repeats=config.cost_repeats)
-        entries = make_entries(config, target, draft, costs)
-        runs, forward_s = timed_runs(entries, prompts, config, clock)
+        with torch_threads(config.threads):
+            environment = describe_environment("cpu")
+            costs = measure_costs(target, draft, repeats=config.cost_repeats)
+            entries = make_entries(config, target, draft, costs)
+            runs, forward_s = timed_runs(entries, prompts, config, clock)
     finally:
         clock.close()
-        torch.set_num_threads(saved_threads)
     base = runs["baseline"]
     rows = {e.name: summarise(e, runs[e.name], forward_s[e.name], base, config, costs) for e in entries}
     return {

@@ -9,6 +9,7 @@ import functools
 import pytest
 import torch
 
+from pytest_specdec.timing import torch_threads
 from reference_impl.models import named_pairs
 from reference_impl.models.calibrated import (
     CALIBRATED_PAIRS,
@@ -93,12 +94,8 @@ def test_distributions_are_peaked_like_a_trained_models():
 
 def quick_alpha(target: torch.nn.Module, draft: torch.nn.Module, vocab_size: int, prompts: int = 4) -> float:
     """Alpha on the first calibration prompts, one torch thread (a busy machine slows it evenly)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         return measure_alpha(target, draft, calibration_prompts(vocab_size, prompts), max_new_tokens=48)
-    finally:
-        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("name", sorted(SIZES))
@@ -120,3 +117,15 @@ def test_the_deep_scale_sets_alpha():
 
 def test_every_spec_is_registered():
     assert [spec.name for spec in SPECS] == list(CALIBRATED_PAIRS)
+
+
+def test_torch_threads_sets_and_restores():
+    before = torch.get_num_threads()
+    with torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(1):
+        raise RuntimeError("restored on errors too")
+    assert torch.get_num_threads() == before

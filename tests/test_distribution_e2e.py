@@ -55,13 +55,7 @@ DETECTABLE_TV_CI = {"T1": 0.14, "low_T": 0.12, "top_k": 0.13, "top_p": 0.11}
 DETECTABLE_TV_LONG = {"T1": 0.052, "low_T": 0.043, "top_k": 0.048, "top_p": 0.035}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_thread():
-    """Tiny models run fastest on one thread, and far faster than on two when other jobs share the CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 
 @functools.cache

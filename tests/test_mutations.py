@@ -40,11 +40,12 @@ from .test_distribution_e2e import (
     acceptance_check,
     distribution_check,
     pair,
-    single_thread,  # noqa: F401  (autouse: one thread for tiny models)
 )
 from .test_rejection_exact import exactness_error
 from .test_rejection_sampling import N_CI, SEED, failures, run_check, scenario
 from .test_seeds import same_seed_same_output
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 # --- check 1: closed form -------------------------------------------------------------------------
 

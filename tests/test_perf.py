@@ -35,13 +35,10 @@ THREADS = int(os.environ.get("SPECDEC_PERF_THREADS", "1"))
 @pytest.fixture(autouse=True, scope="module")
 def perf_threads(specdec_options):
     """Time CPU decodes with ``THREADS`` intra-op threads; restore the session's setting afterwards."""
-    import torch
+    from pytest_specdec.timing import torch_threads
 
-    before = torch.get_num_threads()
-    if THREADS and specdec_options.resolved_device().startswith("cpu"):
-        torch.set_num_threads(THREADS)
-    yield
-    torch.set_num_threads(before)
+    with torch_threads(THREADS if specdec_options.resolved_device().startswith("cpu") else None):
+        yield
 
 
 @pytest.mark.specdec_perf(**PROTOCOL)

@@ -22,8 +22,9 @@ from .test_distribution_e2e import (
     CONFIGS,
     PROMPT,
     pair,
-    single_thread,  # noqa: F401  (autouse: one thread for tiny models)
 )
+
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
 LENGTH = 24
 GAMMA = 3
