@@ -1,4 +1,5 @@
-"""The README's two commands are the ones CI runs, and the package metadata stays honest."""
+"""The README's two commands are the ones CI runs, the lock pins what they install, and the package metadata
+stays honest."""
 
 from __future__ import annotations
 
@@ -36,3 +37,57 @@ def test_cpu_torch_is_pinned_only_in_the_constraints_file():
 def test_plugin_is_registered_under_pytest11():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     assert project["entry-points"]["pytest11"] == {"specdec": "pytest_specdec.plugin"}
+
+
+def lock_problems(lock_text: str, requirements: list[str]) -> list[str]:
+    """What keeps ``lock_text`` from being a lock of ``requirements``: a line that is not ``name==version``, a
+    requirement with no pin, or a pin outside the requirement's range."""
+    from packaging.requirements import Requirement
+    from packaging.version import Version
+
+    pins, problems = {}, []
+    for line in lock_text.splitlines():
+        if not line.strip() or line.startswith("#"):
+            continue
+        match = re.fullmatch(r"([A-Za-z0-9][A-Za-z0-9._-]*)==(\S+)", line.strip())
+        if not match:
+            problems.append(f"{line!r} is not an exact pin")
+            continue
+        pins[re.sub(r"[-_.]+", "-", match.group(1)).lower()] = match.group(2)
+    for text in requirements:
+        requirement = Requirement(text)
+        name = re.sub(r"[-_.]+", "-", requirement.name).lower()
+        if name not in pins:
+            problems.append(f"{requirement.name} is not pinned")
+        elif not requirement.specifier.contains(Version(pins[name]), prereleases=True):
+            problems.append(f"{requirement.name}=={pins[name]} is outside {requirement.specifier}")
+    return problems
+
+
+def project_requirements() -> list[str]:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    return project["dependencies"] + project["optional-dependencies"]["test"]
+
+
+def test_the_lock_pins_every_requirement_of_the_readme_install_inside_its_range():
+    """Transitive completeness is checked where it can be, in an installed environment: ``python .ci/lock.py
+    --check`` (docs/ci.md)."""
+    lock = (ROOT / "constraints-cpu.txt").read_text()
+    assert lock_problems(lock, project_requirements()) == []
+    pins = [line for line in (ROOT / "constraints-cpu.in").read_text().splitlines() if line and line[0] != "#"]
+    assert pins and all(pin in lock.splitlines() for pin in pins), "the hand-chosen pins must be in the lock as written"
+
+
+@pytest.mark.parametrize(
+    ("edit", "problem"),
+    [
+        (lambda lock: re.sub(r"(?m)^scipy==.*\n", "", lock), "scipy is not pinned"),
+        (lambda lock: re.sub(r"(?m)^transformers==.*$", "transformers==4.57.0", lock), "outside"),
+        (lambda lock: re.sub(r"(?m)^pytest==.*$", "pytest>=8", lock), "not an exact pin"),
+    ],
+    ids=["missing", "out-of-range", "a-range-not-a-pin"],
+)
+def test_the_lock_check_fails_a_broken_lock(edit, problem):
+    """Mutants of the committed lock: each is reported."""
+    broken = edit((ROOT / "constraints-cpu.txt").read_text())
+    assert any(problem in p for p in lock_problems(broken, project_requirements()))

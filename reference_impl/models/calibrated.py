@@ -9,7 +9,7 @@ smaller it is, the closer the target's argmax stays to the draft's.
 
 The scales were calibrated once, offline, by sweeping ``deep_scale`` and measuring the greedy
 alpha estimate A / (A + R) of the reference decoder (gamma 4) on the eight seeded random prompts
-of ``pytest_specdec.prompts`` with 128 new tokens each::
+of ``reference_impl.prompts`` with 128 new tokens each::
 
     python -m reference_impl.models.calibrated --sweep calibrated-110m 0.005,0.01,0.02
 
@@ -136,7 +136,7 @@ CALIBRATED_PAIRS: dict[str, NamedPair] = {
 
 def calibration_prompts(vocab_size: int, count: int = 8) -> list[torch.Tensor]:
     """The seeded random prompts the alpha in ``MEASURED_ALPHA`` was measured on."""
-    from pytest_specdec.prompts import prompt_ids
+    from ..prompts import prompt_ids
 
     return prompt_ids(None, vocab_size, "cpu", count)
 
