@@ -2,7 +2,8 @@
 
 addoption -> configure (options parsed once, GPU gate, decoder spec and model checks) ->
 generate_tests (gamma parametrization) -> collection (GPU skips, timing tests under xdist) ->
-terminal summary (skips, results table, baseline verdicts, JSON, report with plot and benchmark JSON).
+logreport (findings, through a Recorder) -> terminal summary (skips, findings on another version, results table,
+baseline verdicts, JSON, report with plot and benchmark JSON).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 
 import pytest
 
+from . import findings
 from . import options as opts
 from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     RESULTS_KEY,
@@ -40,6 +42,7 @@ MARKERS = (
     "other xdist workers compete",
     "specdec_statistical: a long statistical test (select with -m specdec_statistical, skip with "
     "-m 'not specdec_statistical')",
+    findings.MARKER,
 )
 
 GPU_SKIPPED_KEY = pytest.StashKey[int]()
@@ -74,6 +77,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = SessionResults()
     config.stash[GPU_SKIPPED_KEY] = 0
     config.stash[PERF_DESELECTED_KEY] = 0
+    config.pluginmanager.register(findings.Recorder(config.stash[RESULTS_KEY].findings), "specdec-findings")
     if options.gpu:
         _check_gpu(options)
     elif options.resolved_device().startswith("cuda"):
@@ -113,6 +117,7 @@ def _xdist_workers(config: pytest.Config) -> int:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     options = config.stash[opts.OPTIONS_KEY]
+    findings.mark_items(items)
     if not options.gpu:
         skip = pytest.mark.skip(reason=f"needs {opts.GPU} on a CUDA machine")
         gpu_items = [item for item in items if item.get_closest_marker("specdec_gpu")]
@@ -144,7 +149,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     results = config.stash[RESULTS_KEY]
     write = terminalreporter.write_line
     skipped, deselected = config.stash[GPU_SKIPPED_KEY], config.stash[PERF_DESELECTED_KEY]
-    if skipped or deselected or results.load_seconds or results.perf:
+    finding_lines = findings.summary_lines(results.findings)
+    if skipped or deselected or finding_lines or results.load_seconds or results.perf:
         terminalreporter.section("specdec")
     if skipped:
         write(f"specdec: {skipped} GPU test(s) skipped; run `pytest {opts.GPU}` on a CUDA machine to run them")
@@ -153,7 +159,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             f"specdec: {deselected} timing test(s) deselected because pytest-xdist runs several workers; "
             "run them alone (pytest -m specdec_perf -p no:xdist) so no worker competes with the clock"
         )
-    for line in summary_lines(results):
+    for line in finding_lines + summary_lines(results):
         write(line)
     if options.json_path is not None and not _is_xdist_worker(config):
         from .environment import describe_environment

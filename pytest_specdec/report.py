@@ -24,6 +24,7 @@ class SessionResults:
     perf: list[PerfRecord] = field(default_factory=list)
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    findings: list[dict[str, Any]] = field(default_factory=list)  # pytest_specdec.findings: one entry per test
 
     def as_dict(self, environment: dict[str, Any]) -> dict[str, Any]:
         return {
@@ -32,6 +33,7 @@ class SessionResults:
             "perf": [record.as_dict() for record in self.perf],
             "baseline_comparisons": self.comparisons,
             "notes": self.notes,
+            "findings": self.findings,
         }
 
 
