@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .report import SessionResults, atomic_write_text
+from .report import SessionResults, atomic_write_text, relative_to
 
 QUANTITIES = (("latency", "end-to-end latency of one decode"), ("ttft", "time to first token"))
 
@@ -60,6 +60,11 @@ def commit_info() -> dict[str, Any]:
 
 
 def _finite(value: Any) -> Any:
+    """NaN and infinities become null at any depth: dashboards read strict JSON."""
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
     return None if isinstance(value, float) and not math.isfinite(value) else value
 
 
@@ -78,13 +83,18 @@ def _extra_info(record: Any, role: str, comparison: dict[str, Any] | None) -> di
         "acceptance_by_position": list(samples.acceptance_by_position),
     }
     if role == "speculative":
+        from .acceptance import distribution
+
+        per_request = {k: v for k, v in distribution(record).items() if k != "alpha_per_request"}
         info.update(speedup=record.speedup, ttft_ratio=record.ttft_ratio,
-                    forward_costs=record.extra.get("forward_costs"))
+                    forward_costs=record.extra.get("forward_costs"),
+                    per_request_alpha={**per_request["alpha"], "histogram": per_request["alpha_histogram"],
+                                       "worst": per_request["worst"]})
         if comparison is not None:
             info["baseline_status"] = comparison.get("status")
             info["baseline_verdicts"] = {m["metric"]: m["verdict"] for m in comparison.get("timing", [])}
             info["baseline_failed"] = comparison.get("failed")
-    return {k: _finite(v) if not isinstance(v, list) else [_finite(x) for x in v] for k, v in info.items()}
+    return _finite(info)
 
 
 def benchmark_document(results: SessionResults, environment: dict[str, Any]) -> dict[str, Any]:
@@ -109,13 +119,13 @@ def benchmark_document(results: SessionResults, environment: dict[str, Any]) -> 
                                 "min_rounds": len(samples.runs), "max_time": 0, "min_time": 0},
                     "stats": stats_block(samples.samples(quantity)),
                 })
-    return {
+    return relative_to(results.root, {
         "machine_info": machine_info(environment),
         "commit_info": commit_info(),
         "benchmarks": benchmarks,
         "datetime": datetime.now(timezone.utc).isoformat(),
         "version": __version__,
-    }
+    })
 
 
 def write_benchmark_json(path: Path, results: SessionResults, environment: dict[str, Any]) -> Path:

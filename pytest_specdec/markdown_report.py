@@ -4,7 +4,8 @@ Wall-clock truth first: TTFT, TPOT, tokens per second and the measured speedup o
 under test over the autoregressive baseline in the same run, the measured break-even output
 length, and the speedup the FIELD-NOTES model predicts from the measured alpha, c and v beside the
 measured one. Tokens per target pass is shown as what it is, a count. Then the deterministic
-figures, acceptance by draft position and the verdicts against the stored baseline.
+figures, acceptance by draft position, acceptance per request (each request's own alpha: the
+pooled figure hides bad requests) and the verdicts against the stored baseline.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from .report import SessionResults, write_json
+from .report import SessionResults, describe_change, relative_to, write_json
 
 REPORT_NAME, PLOT_NAME, BENCHMARK_NAME, RESULTS_NAME = "report.md", "specdec.png", "benchmark.json", "results.json"
 
@@ -79,7 +80,33 @@ def _where_time_goes(results: SessionResults) -> list[str]:
                      "forwards before 1st token", "c", "v", "target pass ms", "runs (spec + base)"], rows),
             "", "Acceptance by draft position (accepted / drafted at that position):", "",
             *_table(["measurement", *(f"pos {i}" for i in range(1, width))],
-                    [row + ["-"] * (width - len(row)) for row in acceptance])]
+                    [row + ["-"] * (width - len(row)) for row in acceptance]),
+            "", *_per_request(results)]
+
+
+def _per_request(results: SessionResults) -> list[str]:
+    """Each request's own alpha: its spread, a histogram and the worst request, beside the pooled figure."""
+    from .acceptance import BINS, distribution
+
+    spread, counts = [], []
+    for r in results.perf:
+        d = distribution(r)
+        q, a, worst = d["alpha"], d["acceptance_rate"], d["worst"]
+        where = "-" if worst is None else (f"request {worst['request']}"
+                                           + (f" (prompt {worst['prompt']})" if worst["prompt"] is not None else "")
+                                           + f": {worst['accepted']} accepted, {worst['rejections']} rejections")
+        spread.append([r.name, f"{d['requests'] - d['without_drafts']}" + (f" (+{d['without_drafts']} without "
+                       "drafts)" if d["without_drafts"] else ""), _num(d["pooled_alpha"], 3),
+                       *(_num(q[k], 3) for k in ("min", "q1", "median", "q3", "max")),
+                       f"{_num(a['min'], 3)} / {_num(a['median'], 3)}", where])
+        counts.append([r.name, *(str(c) for c in d["alpha_histogram"])])
+    edges = [f"{i / BINS:.1f}-{(i + 1) / BINS:.1f}" for i in range(BINS)]
+    return ["Acceptance per request (each timed decode's own alpha A/(A+R); the pooled alpha sums counts over "
+            "all requests and hides the bad ones):", "",
+            *_table(["measurement", "requests", "pooled alpha", "min", "q1", "median", "q3", "max",
+                     "acceptance rate min / median", "worst request"], spread),
+            "", "Requests by their own alpha (histogram):", "",
+            *_table(["measurement", *edges], counts)]
 
 
 def _comparisons(results: SessionResults) -> list[str]:
@@ -97,7 +124,7 @@ def _comparisons(results: SessionResults) -> list[str]:
         else:
             lines.append(f"Baseline: `{stored.get('path')}` entry `{stored.get('key')}`, saved {stored.get('saved')}.")
         if c["timing"]:
-            rows = [[m["metric"], _num(m["baseline"], 4), _num(m["new"], 4), _num(m["worse_by"], 1, 100, "% worse"),
+            rows = [[m["metric"], _num(m["baseline"], 4), _num(m["new"], 4), describe_change(m["worse_by"]),
                      _num(m["threshold"], 0, 100, "%"), _num(m["pvalue"], 3),
                      f"[{_num(m['interval'][0], 3)}, {_num(m['interval'][1], 3)}]",
                      f"**{m['verdict']}**" + (f" ({m['note']})" if m["note"] else "")] for m in c["timing"]]
@@ -117,7 +144,7 @@ def render(results: SessionResults, environment: dict[str, Any], *, decoder: str
     loads = "; ".join(f"{pair}: " + ", ".join(f"{k} {v:.2f} s" for k, v in s.items())
                       for pair, s in results.load_seconds.items())
     threads = sorted({str(r.extra.get("torch_threads", "?")) for r in results.perf}) or ["-"]
-    figure = f"![latency against output length, acceptance by position]({Path(plot).name})" \
+    figure = f"![latency against output length, acceptance by position and per request]({Path(plot).name})" \
         if isinstance(plot, Path) else f"_No plot: {plot}._"
     lines = [
         "# Speculative decoding: wall-clock report", "",
@@ -147,7 +174,7 @@ def render(results: SessionResults, environment: dict[str, Any], *, decoder: str
     ]
     if results.notes:
         lines += ["", "## Notes", "", *[f"- {note}" for note in results.notes]]
-    return "\n".join(lines) + "\n"
+    return relative_to(results.root, "\n".join(lines) + "\n")
 
 
 def write_report(directory: Path, results: SessionResults, environment: dict[str, Any], *,

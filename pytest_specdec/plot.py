@@ -1,9 +1,11 @@
-"""The report's figure: latency against output length, and acceptance by draft position.
+"""The report's figure: latency against output length, acceptance by draft position, and acceptance per request.
 
 The latency curve comes from the timed runs themselves: every token's timestamp is kept, so the
 time until the k-th token was visible is measured for every k up to ``max_new_tokens`` without
 extra runs. The measured break-even length is the shortest output from which the speculative
-decoder's median curve stays at or below the baseline's.
+decoder's median curve stays at or below the baseline's. The third panel is the histogram of each
+request's own alpha, with the pooled alpha marked: a pooled figure hides bad requests, a histogram
+does not.
 
 ``curve`` and ``break_even_length`` are pure; ``draw`` imports matplotlib lazily (the optional
 ``report`` extra) and returns a reason instead of a path when it is not installed.
@@ -74,6 +76,29 @@ def _acceptance_axes(ax: Any, records: list[Any]) -> None:
         ax.legend(fontsize=6)
 
 
+def _per_request_axes(ax: Any, records: list[Any]) -> None:
+    from .acceptance import BINS, distribution
+
+    colors = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown")
+    edges = [i / BINS for i in range(BINS + 1)]
+    for i, record in enumerate(records):
+        d, color = distribution(record), colors[i % len(colors)]
+        if not d["alpha_per_request"]:
+            continue
+        ax.stairs(d["alpha_histogram"], edges, color=color, linewidth=1.5,
+                  label=f"{record.name} (min {d['alpha']['min']:.2f}, median {d['alpha']['median']:.2f})")
+        ax.axvline(d["pooled_alpha"], color=color, linestyle=":", linewidth=1)
+    from matplotlib.ticker import MaxNLocator
+
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("the request's own alpha A/(A+R) (dotted: pooled over all requests)")
+    ax.set_ylabel("requests")
+    ax.set_title("Acceptance per request")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize=6)
+
+
 def draw(path: Path, records: list[Any]) -> Path | str:
     """Write the PNG to ``path``; returns the path, or the reason no plot was drawn."""
     if not records:
@@ -85,10 +110,11 @@ def draw(path: Path, records: list[Any]) -> Path | str:
         import matplotlib.pyplot as plt
     except ImportError:
         return MISSING_MATPLOTLIB
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    fig, (left, middle, right) = plt.subplots(1, 3, figsize=(17, 4.5))
     try:
         _latency_axes(left, records)
-        _acceptance_axes(right, records)
+        _acceptance_axes(middle, records)
+        _per_request_axes(right, records)
         fig.tight_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(path, dpi=110)

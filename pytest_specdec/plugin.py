@@ -74,7 +74,7 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", marker)
     options = opts.SpecDecOptions.from_pytest_config(config)
     config.stash[opts.OPTIONS_KEY] = options
-    config.stash[RESULTS_KEY] = SessionResults()
+    config.stash[RESULTS_KEY] = SessionResults(root=config.rootpath)
     config.stash[GPU_SKIPPED_KEY] = 0
     config.stash[PERF_DESELECTED_KEY] = 0
     config.pluginmanager.register(findings.Recorder(config.stash[RESULTS_KEY].findings), "specdec-findings")

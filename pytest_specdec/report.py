@@ -1,6 +1,9 @@
 """What the plugin reports at the end of a session: the summary table and the JSON file.
 
-The library never prints; tests record figures here and the plugin writes them out once.
+The library never prints; tests record figures here and the plugin writes them out once. Two
+rules hold for everything written: a change reads in words the right way round ("2.6% better",
+never "-2.6% worse"), and paths under the repository are written relative to it, so a committed
+report or measurement names no directory of the machine that ran it.
 """
 
 from __future__ import annotations
@@ -25,16 +28,43 @@ class SessionResults:
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)  # pytest_specdec.findings: one entry per test
+    root: Path = field(default_factory=Path.cwd)  # paths under it are written relative to it (the rootdir)
 
     def as_dict(self, environment: dict[str, Any]) -> dict[str, Any]:
-        return {
+        from .acceptance import distribution
+
+        return relative_to(self.root, {
             "environment": environment,
             "load_seconds": self.load_seconds,
-            "perf": [record.as_dict() for record in self.perf],
+            "perf": [{**record.as_dict(), "per_request_acceptance": distribution(record)} for record in self.perf],
             "baseline_comparisons": self.comparisons,
             "notes": self.notes,
             "findings": self.findings,
-        }
+        })
+
+
+def relative_to(root: Path, value: Any) -> Any:
+    """``value`` with every path under ``root``, in any string at any depth, written relative to it."""
+    prefix = str(Path(root).resolve()).rstrip("/") + "/"
+    if isinstance(value, str):
+        return value.replace(prefix, "")
+    if isinstance(value, os.PathLike):
+        return relative_to(root, os.fspath(value))
+    if isinstance(value, dict):
+        return {k: relative_to(root, v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [relative_to(root, v) for v in value]
+    return value
+
+
+def describe_change(worse_by: float | None, digits: int = 1) -> str:
+    """A relative change in words, the right way round: 0.026 -> "2.6% worse", -0.026 -> "2.6% better"."""
+    if worse_by is None or (isinstance(worse_by, float) and not math.isfinite(worse_by)):
+        return "-"
+    size = f"{abs(worse_by) * 100:.{digits}f}"
+    if float(size) == 0:
+        return "no change"
+    return f"{size}% {'worse' if worse_by > 0 else 'better'}"
 
 
 def _fmt(value: float, scale: float = 1.0, digits: int = 1) -> str:
@@ -68,7 +98,24 @@ def summary_lines(results: SessionResults) -> list[str]:
         "TTFT/TPOT: medians; tok/s: all tokens / all wall time; speedup: tok/s over the baseline's, same run; "
         "alpha = A/(A+R); tau = 1 + A/steps (includes the bonus or correction token)"
     )
-    return lines + comparison_lines(results)
+    return lines + per_request_lines(results) + comparison_lines(results)
+
+
+def per_request_lines(results: SessionResults) -> list[str]:
+    """One line per measurement: the spread of each request's own alpha, which the pooled alpha hides."""
+    from .acceptance import distribution
+
+    lines = []
+    for record in results.perf:
+        d = distribution(record)
+        if d["worst"] is None:
+            continue
+        q, worst = d["alpha"], d["worst"]
+        prompt = f", prompt {worst['prompt']}" if worst["prompt"] is not None else ""
+        lines.append(f"alpha per request {record.name}: min {q['min']:.3f}, quartiles {q['q1']:.3f} / "
+                     f"{q['median']:.3f} / {q['q3']:.3f}, max {q['max']:.3f} over {d['requests']} requests "
+                     f"(pooled {d['pooled_alpha']:.3f}); worst: request {worst['request']}{prompt}")
+    return lines
 
 
 def comparison_lines(results: SessionResults) -> list[str]:
@@ -76,7 +123,8 @@ def comparison_lines(results: SessionResults) -> list[str]:
     lines = []
     for c in results.comparisons:
         verdicts = ", ".join(
-            f"{m['metric']} {m['verdict']}" + (f" {m['worse_by']:+.0%}" if m["worse_by"] is not None else "")
+            f"{m['metric']} {m['verdict']}" + (f" ({describe_change(m['worse_by'], 0)})" if m["worse_by"] is not None
+                                               else "")
             for m in c["timing"]
         )
         moved = [f["figure"] for f in c["deterministic"] if not f["ok"]]
