@@ -105,8 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         problems = check(LOCK.read_text())
         for line in problems:
             print(line)
+        prefix = Path(sys.prefix)
+        where = prefix.relative_to(ROOT).as_posix() if prefix.is_relative_to(ROOT) else prefix.name
         print(f"{LOCK.name}: {'differs in ' + str(len(problems)) + ' package(s)' if problems else 'matched exactly'}"
-              f" ({sys.prefix})")
+              f" (the environment in {where})")
         return 1 if problems else 0
     LOCK.write_text(render(resolve(), read_pins(PINS.read_text())))
     print(f"{LOCK.name} written; review `git diff {LOCK.name}`, run the suite, commit both")
