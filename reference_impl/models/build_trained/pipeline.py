@@ -41,7 +41,7 @@ def stage(label: str, timings: dict[str, float]) -> Iterator[None]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=DESCRIPTION)
+    parser = argparse.ArgumentParser(prog="python -m reference_impl.models.build_trained", description=DESCRIPTION)
     parser.add_argument("--out", type=Path, default=Path("reference_impl/models/trained"))
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--target-steps", type=int, default=700)
