@@ -91,3 +91,26 @@ def test_the_lock_check_fails_a_broken_lock(edit, problem):
     """Mutants of the committed lock: each is reported."""
     broken = edit((ROOT / "constraints-cpu.txt").read_text())
     assert any(problem in p for p in lock_problems(broken, project_requirements()))
+
+
+MACHINE_PATH = re.compile(r"(?<![\w.-])/(?:work|tmp|root|home|Users|private|var/folders)/[^\s\"'`)]*")
+
+
+def machine_paths(text: str) -> list[str]:
+    """Absolute paths of a machine in ``text`` (the shared timing lock, a command's fixed path, excepted)."""
+    return [p for p in MACHINE_PATH.findall(text) if p != "/tmp/specdec-timing.lock"]
+
+
+def test_committed_reports_and_measurements_name_no_path_of_the_machine_that_ran_them():
+    written = [p for folder in ("docs/example-report", "docs/measurements", "baselines")
+               for p in sorted((ROOT / folder).rglob("*")) if p.suffix in (".md", ".json", ".jsonl", ".txt")]
+    assert written
+    found = {p.relative_to(ROOT).as_posix(): machine_paths(p.read_text()) for p in written}
+    assert not {k: v for k, v in found.items() if v}, "write paths relative to the repository"
+
+
+def test_the_path_check_sees_absolute_paths():
+    """Mutants: paths as the writers used to leave them are found; relative ones and the lock are not."""
+    assert machine_paths('Baseline: `/work/main/baselines/trained.json` entry') == ["/work/main/baselines/trained.json"]
+    assert machine_paths('"baseline_dir": "/tmp/x/baselines"') == ["/tmp/x/baselines"]
+    assert machine_paths("`baselines/trained.json`; flock /tmp/specdec-timing.lock pytest") == []
