@@ -72,6 +72,7 @@ class MetricVerdict:
     n: tuple[int, int]  # (stored, new) sample counts
     note: str = ""
     paired: bool = False  # run-by-run (same prompt) comparison: Wilcoxon signed-rank; else Mann-Whitney U
+    alpha: float = ALPHA  # the one-sided significance level the verdict used
 
     @property
     def test(self) -> str:
@@ -85,7 +86,7 @@ class MetricVerdict:
         lo, hi = self.interval
         text = (f"{self.metric}: baseline median {self.baseline:.4g} (n={self.n[0]}) -> now {self.new:.4g} "
                 f"(n={self.n[1]}): {abs(self.worse_by):.1%} {'worse' if self.worse_by > 0 else 'better'}, "
-                f"threshold {self.threshold:.0%}; {self.test} one-sided p={self.pvalue:.2g} (alpha {ALPHA}); "
+                f"threshold {self.threshold:.0%}; {self.test} one-sided p={self.pvalue:.2g} (alpha {self.alpha}); "
                 f"{CONFIDENCE:.0%} bootstrap interval of {self.effect} [{lo:.3f}, {hi:.3f}]")
         return f"{text}; {self.note}" if self.note else text
 
@@ -139,7 +140,8 @@ def _one_sided_p(new: list[float], old: list[float], *, paired: bool, larger: bo
     return float(wilcoxon(logs, alternative=alternative).pvalue)
 
 
-def compare_samples(metric: Metric, old: list[float], new: list[float], *, paired: bool = False) -> MetricVerdict:
+def compare_samples(metric: Metric, old: list[float], new: list[float], *, paired: bool = False,
+                    alpha: float = ALPHA) -> MetricVerdict:
     """Effect beyond the threshold and significance on the raw samples, or inconclusive.
 
     ``paired``: sample i of ``old`` and ``new`` measured the same prompt (the same protocol, so the
@@ -148,7 +150,8 @@ def compare_samples(metric: Metric, old: list[float], new: list[float], *, paire
     """
     if len(old) < 3 or len(new) < 3:
         return MetricVerdict(metric.name, "inconclusive", math.nan, math.nan, math.nan, (math.nan, math.nan),
-                             math.nan, metric.threshold, (len(old), len(new)), "fewer than 3 samples on one side")
+                             math.nan, metric.threshold, (len(old), len(new)), "fewer than 3 samples on one side",
+                             alpha=alpha)
     paired = paired and len(old) == len(new) and min(old) > 0 and min(new) > 0
     m_old, m_new = statistics.median(old), statistics.median(new)
     ratio = statistics.median(a / b for a, b in zip(new, old, strict=True)) if paired else m_new / m_old
@@ -157,16 +160,16 @@ def compare_samples(metric: Metric, old: list[float], new: list[float], *, paire
     p_better = _one_sided_p(new, old, paired=paired, larger=not metric.lower_is_better)
     worse_by = ratio - 1 if metric.lower_is_better else 1 - ratio
     worst_case = hi - 1 if metric.lower_is_better else 1 - lo
-    if worse_by > metric.threshold and p_worse < ALPHA:
+    if worse_by > metric.threshold and p_worse < alpha:
         verdict = "regressed"
-    elif -worse_by > metric.threshold and p_better < ALPHA:
+    elif -worse_by > metric.threshold and p_better < alpha:
         verdict = "improved"
     elif worst_case <= metric.threshold:
         verdict = "ok"
     else:
         verdict = "inconclusive"
     return MetricVerdict(metric.name, verdict, m_old, m_new, worse_by, (lo, hi), p_worse, metric.threshold,
-                         (len(old), len(new)), paired=paired)
+                         (len(old), len(new)), paired=paired, alpha=alpha)
 
 
 def _with_control(verdict: MetricVerdict, control: MetricVerdict | None, drift: float) -> MetricVerdict:
