@@ -47,8 +47,8 @@ def slowdown_fraction(slowdown: float | None = None) -> float:
 
 def wait_until(until: float) -> None:
     """Sleep, then spin the last ``SPIN_S``: an exact wait that does not hold a core the whole time."""
-    if until - time.perf_counter() > SPIN_S:
-        time.sleep(until - time.perf_counter() - SPIN_S)
+    if (rest := until - time.perf_counter() - SPIN_S) > 0:
+        time.sleep(rest)
     while time.perf_counter() < until:
         pass
 
