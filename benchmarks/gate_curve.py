@@ -62,7 +62,7 @@ def load(pair_name: str) -> tuple[Any, list[Any]]:
 
 
 def one_test(pair: Any, prompts: list[Any], kind: str, fraction: float, sampled: bool, gamma: int,
-             with_baseline: bool) -> dict:
+             with_baseline: bool, first_tokens: bool = True) -> dict:
     """Time head, base and baseline on one test's protocol; the A/B verdict and the raw paired samples."""
     import torch
 
@@ -83,16 +83,17 @@ def one_test(pair: Any, prompts: list[Any], kind: str, fraction: float, sampled:
     baseline = make_decoder(AutoregressiveDecoder, "baseline", pair.target, None)
     sampling = SamplingConfig(temperature=1.0) if sampled else GREEDY
     decoders = {"speculative": head, "base": base, **({"baseline": baseline} if with_baseline else {})}
+    timer, prompts = Timer(pair.device), prompts[: PROTOCOL["prompts"]]
+    kwargs = {"sampling": sampling, "gamma": gamma, "make_generator": lambda seed: torch.Generator().manual_seed(seed)}
     samples = measure_interleaved(
-        Timer(pair.device), decoders,
-        prompts[: PROTOCOL["prompts"]], repeats=PROTOCOL["repeats"], warmup=PROTOCOL["warmup"],
-        generate_kwargs={"max_new_tokens": PROTOCOL["max_new_tokens"], "sampling": sampling, "gamma": gamma,
-                         "make_generator": lambda seed: torch.Generator().manual_seed(seed)},
-        alternate=("speculative", "base"))
+        timer, decoders, prompts, repeats=PROTOCOL["repeats"], warmup=PROTOCOL["warmup"],
+        generate_kwargs={**kwargs, "max_new_tokens": PROTOCOL["max_new_tokens"]}, alternate=("speculative", "base"))
+    first = ab.measure_first_tokens(timer, head, base, prompts, kwargs) if first_tokens else {}
     record = PerfRecord("curve", pair.label, gamma, sampling.describe(), PROTOCOL["max_new_tokens"],
-                        samples["speculative"], samples.get("baseline", samples["base"]), base=samples["base"])
+                        samples["speculative"], samples.get("baseline", samples["base"]), base=samples["base"],
+                        first_tokens=first)
     verdict = ab.compare_ab(record, "reference")
-    raw = {m.name: ab.paired_samples(record.speculative, record.base, m.name) for m in ab.AB_METRICS}
+    raw = {m.name: ab.paired_samples(*ab.sides(record, m.name), m.name) for m in ab.AB_METRICS}
     return {"failed": verdict.failed, "verdicts": {m.metric: m.verdict for m in verdict.timing},
             "ratios": {m.name: round(ab.median_ratio(record, m.name), 5) for m in ab.AB_METRICS},
             "speedup": round(verdict.speedup, 4), "base_speedup": round(verdict.base_speedup, 4),
@@ -120,8 +121,9 @@ def run(args: argparse.Namespace) -> int:
                 for test in TESTS:
                     start = time.perf_counter()
                     result = one_test(pair, prompts, kind, fraction, test == "sampled", args.gamma,
-                                      args.with_baseline)
-                    line = {"chunk": args.out.stem, "round": round_index, "slot": slot, "condition": kind,
+                                      args.with_baseline, not args.no_first_tokens)
+                    line = {"chunk": args.out.stem, "first_tokens": not args.no_first_tokens, "round": round_index,
+                            "slot": slot, "condition": kind,
                             "fraction": fraction, "test": test, "load": round(load_avg, 2), "running": running,
                             "seconds": round(time.perf_counter() - start, 1),
                             **result}
@@ -140,17 +142,19 @@ def verdict(line: dict, threshold: float, alpha: float) -> bool:
                                alpha=alpha).verdict == "regressed" for m in metrics)
 
 
-def curve(lines: list[dict], threshold: float, alpha: float) -> dict[tuple[str, float], dict]:
-    """Per condition: runs (greedy and sampled test of one round), runs flagged, and the median ratios."""
-    runs: dict[tuple[str, float, str, int, int], list[dict]] = {}
+def curve(lines: list[dict], threshold: float, alpha: float) -> dict[tuple[bool, str, float], dict]:
+    """Per gate variant (TTFT on short runs or not) and condition: runs (the greedy and the sampled test of one
+    round), runs flagged, and the median ratios."""
+    runs: dict[tuple[bool, str, float, str, int, int], list[dict]] = {}
     for line in lines:
-        key = (line["condition"], line["fraction"], line["chunk"], line["round"], line["slot"])
+        key = (line.get("first_tokens", False), line["condition"], line["fraction"], line["chunk"], line["round"],
+               line["slot"])
         runs.setdefault(key, []).append(line)
-    table: dict[tuple[str, float], dict] = {}
-    for (kind, fraction, *_), tests in sorted(runs.items()):
+    table: dict[tuple[bool, str, float], dict] = {}
+    for (first, kind, fraction, *_), tests in sorted(runs.items()):
         if len(tests) != len(TESTS):
             continue  # a run cut short
-        row = table.setdefault((kind, fraction), {"runs": 0, "flagged": 0, "tokens_per_s": [], "ttft": []})
+        row = table.setdefault((first, kind, fraction), {"runs": 0, "flagged": 0, "tokens_per_s": [], "ttft": []})
         row["runs"] += 1
         row["flagged"] += any(verdict(t, threshold, alpha) for t in tests)
         for t in tests:
@@ -165,10 +169,11 @@ def table(args: argparse.Namespace) -> int:
     lines = [json.loads(text) for path in args.files for text in path.read_text().splitlines() if text.strip()]
     print(f"rule: median run-by-run ratio worse than {args.threshold:.1%} and one-sided Wilcoxon p < {args.alpha} "
           f"on any of {', '.join(m.name for m in ab.AB_METRICS)}, in the greedy or the sampled test")
-    print("| condition | slowdown | runs | flagged | median tok/s ratio | median TTFT ratio |")
-    print("| --- | --- | --- | --- | --- | --- |")
-    for (kind, fraction), row in curve(lines, args.threshold, args.alpha).items():
-        print(f"| {kind} | {fraction:.0%} | {row['runs']} | **{row['flagged']}** | "
+    print("| TTFT judged on | condition | slowdown | runs | flagged | median tok/s ratio | median TTFT ratio |")
+    print("| --- | --- | --- | --- | --- | --- | --- |")
+    for (first, kind, fraction), row in curve(lines, args.threshold, args.alpha).items():
+        runs = f"{ab.FIRST_TOKEN_REPEATS * 8} short runs" if first else "the 24 main runs"
+        print(f"| {runs} | {kind} | {fraction:.0%} | {row['runs']} | **{row['flagged']}** | "
               f"{statistics.median(row['tokens_per_s']):.3f} | {statistics.median(row['ttft']):.3f} |")
     return 0
 
@@ -184,6 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--minutes", type=float, default=8.0, help="start no round after this many minutes")
     run_parser.add_argument("--out", type=Path, required=True)
     run_parser.add_argument("--with-baseline", action="store_true", help="time the autoregressive baseline too")
+    run_parser.add_argument("--no-first-tokens", action="store_true",
+                            help="judge TTFT on the main runs, without the short runs (the gate before ab.py had them)")
     table_parser = commands.add_parser("table", help="the curve from raw verdict files")
     table_parser.add_argument("files", type=Path, nargs="+")
     table_parser.add_argument("--threshold", type=float, default=ab.THRESHOLD)

@@ -10,7 +10,11 @@ which machine ran the job.
 
 Gated metrics (``AB_METRICS``), each the head's run over the base's run on the same prompt:
 tokens per second (equal, run by run, to the ratio of their speedups over the autoregressive
-baseline), TTFT and TPOT. A regression needs the median ratio worse than ``THRESHOLD`` and a
+baseline), TTFT and TPOT. Single decodes on a CPU vary by 15-20% from run to run even on a quiet
+machine, more than a 10% slower target pass moves TTFT, so TTFT is judged on more but shorter
+runs: after the main loop, head and base decode ``FIRST_TOKEN_TOKENS`` tokens of every prompt
+``FIRST_TOKEN_REPEATS`` times, alternating (96 pairs on the perf tests' 8 prompts, for about the
+cost of 4 full decodes each). A regression needs the median ratio worse than ``THRESHOLD`` and a
 one-sided Wilcoxon signed-rank p below ``ALPHA`` on the logarithms of the ratios (verdicts.py).
 Both were chosen on measured data; docs/ci.md gives the detection curve and the false alarms.
 """
@@ -22,12 +26,15 @@ import statistics
 from dataclasses import dataclass
 from typing import Any
 
+from .perf import measure_interleaved
 from .store import json_safe
 from .verdicts import Metric, MetricVerdict, compare_samples
 
 THRESHOLD = 0.03  # relative worsening of the median run-by-run ratio that counts as a regression
 ALPHA = 0.001  # one-sided significance level of the paired test, per metric
 STATUS = "same-job A/B against the base decoder"
+FIRST_TOKEN_TOKENS = 2  # the short runs TTFT is judged on: prefill, first token, one step
+FIRST_TOKEN_REPEATS = 12
 AB_METRICS = (
     Metric("tokens_per_s", False, THRESHOLD, label="tokens/s over the base decoder's, per run (= speedup ratio)"),
     Metric("ttft", True, THRESHOLD, label="TTFT over the base decoder's, per run"),
@@ -92,13 +99,28 @@ class ABComparison:
         })
 
 
+def measure_first_tokens(timer: Any, head: Any, base: Any, prompts: list[Any],
+                         generate_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """The short runs TTFT is judged on: head and base alternating, ``FIRST_TOKEN_REPEATS`` times per prompt."""
+    kwargs = {**generate_kwargs, "max_new_tokens": FIRST_TOKEN_TOKENS}
+    return measure_interleaved(timer, {"speculative": head, "base": base}, prompts, repeats=FIRST_TOKEN_REPEATS,
+                               warmup=0, generate_kwargs=kwargs, alternate=("speculative", "base"))
+
+
+def sides(record: Any, metric: str) -> tuple[Any, Any]:
+    short = record.first_tokens
+    if metric == "ttft" and short:
+        return short["speculative"], short["base"]
+    return record.speculative, record.base
+
+
 def compare_ab(record: Any, base: str, metrics: tuple[Metric, ...] = AB_METRICS) -> ABComparison:
-    """Judge ``record.speculative`` (the head) against ``record.base``, run by run."""
+    """Judge ``record.speculative`` (the head) against ``record.base``, run by run (TTFT on the short runs)."""
     if record.base is None:
         raise ValueError(f"{record.name} was measured without a base decoder: nothing to compare")
     verdicts = []
     for metric in metrics:
-        old, new = paired_samples(record.speculative, record.base, metric.name)
+        old, new = paired_samples(*sides(record, metric.name), metric.name)
         verdicts.append(compare_samples(metric, old, new, paired=True, alpha=ALPHA))
     base_speedup = record.base.tokens_per_s / record.baseline.tokens_per_s
     return ABComparison(record.name, base, tuple(verdicts), record.speedup, base_speedup)
@@ -106,5 +128,5 @@ def compare_ab(record: Any, base: str, metrics: tuple[Metric, ...] = AB_METRICS)
 
 def median_ratio(record: Any, metric: str) -> float:
     """Median run-by-run head / base ratio of ``metric`` (for benchmarks and the report)."""
-    old, new = paired_samples(record.speculative, record.base, metric)
+    old, new = paired_samples(*sides(record, metric), metric)
     return statistics.median(n / o for o, n in zip(old, new, strict=True)) if old else math.nan

@@ -157,20 +157,20 @@ def specdec_measure(
         decoders = {"speculative": specdec_decoder, "baseline": specdec_baseline_decoder}
         if specdec_base_decoder is not None:
             decoders = {"speculative": specdec_decoder, "base": specdec_base_decoder, **decoders}
+        prompts = specdec_prompts[: settings["prompts"]]
+        generate_kwargs = {"sampling": sampling, "gamma": gamma,
+                           "make_generator": lambda seed: torch.Generator(device=device).manual_seed(seed)}
         samples = measure_interleaved(
-            specdec_timer,
-            decoders,
-            specdec_prompts[: settings["prompts"]],
-            repeats=settings["repeats"],
-            warmup=settings["warmup"],
-            generate_kwargs={
-                "max_new_tokens": settings["max_new_tokens"],
-                "sampling": sampling,
-                "gamma": gamma,
-                "make_generator": lambda seed: torch.Generator(device=device).manual_seed(seed),
-            },
+            specdec_timer, decoders, prompts, repeats=settings["repeats"], warmup=settings["warmup"],
+            generate_kwargs={**generate_kwargs, "max_new_tokens": settings["max_new_tokens"]},
             alternate=("speculative", "base") if "base" in decoders else None,
         )
+        first_tokens = {}
+        if specdec_base_decoder is not None:
+            from .ab import measure_first_tokens
+
+            first_tokens = measure_first_tokens(specdec_timer, specdec_decoder, specdec_base_decoder, prompts,
+                                                generate_kwargs)
         record = PerfRecord(
             name=name or request.node.name,
             pair=specdec_pair.label,
@@ -181,6 +181,7 @@ def specdec_measure(
             baseline=samples["baseline"],
             extra=_perf_extra(settings, specdec_prompts, specdec_forward_costs(gamma or default_gamma)),
             base=samples.get("base"),
+            first_tokens=first_tokens,
         )
         specdec_results.perf.append(record)
         return record

@@ -110,6 +110,7 @@ class PerfRecord:
     baseline: PerfSamples
     extra: dict[str, Any] = field(default_factory=dict)
     base: PerfSamples | None = None  # the base branch's decoder, timed interleaved (same-job A/B)
+    first_tokens: dict[str, PerfSamples] = field(default_factory=dict)  # A/B: short runs of head and base (ab.py)
 
     @property
     def speedup(self) -> float:
