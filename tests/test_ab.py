@@ -240,3 +240,14 @@ def test_a_slower_decoder_fails_the_ab_where_the_stored_baseline_cannot_judge(py
     comparisons = json.loads(out.read_text())["baseline_comparisons"]
     assert [c["status"] for c in comparisons] == ["deterministic only", ab.STATUS]
     assert all(m["verdict"] != "regressed" for m in comparisons[1]["timing"])
+
+
+def test_ttft_is_judged_on_the_short_runs_when_there_are_some():
+    rng = random.Random(SEED)
+    record = synthetic_ab(rng, 0.0)
+    prompts = [1 + 3 * (i % 8) / 7 for i in range(96)]
+    short = {"speculative": _samples("speculative", rng, prompts, 0.10, 0.15),
+             "base": _samples("base", rng, prompts, 0.0, 0.15)}
+    with_short = dataclasses.replace(record, first_tokens=short)
+    assert {m.metric: m.verdict for m in ab.compare_ab(with_short, "base").timing}["ttft"] == "regressed"
+    assert {m.metric: m.verdict for m in ab.compare_ab(record, "base").timing}["ttft"] != "regressed"
