@@ -10,9 +10,16 @@ Three experiments, interleaved run by run so drift of the machine hits them alik
 
 Each run is a fresh ``pytest tests/test_perf.py`` process comparing against ``--baseline-dir``
 (default: the committed ``baselines/``; ``--record`` first records a fresh baseline into a
-temporary folder instead). Usage, from the repository root, alone on the machine::
+temporary folder instead). With ``--base-impl`` (and ``--base-path``) each run also times that
+base decoder interleaved, the same-job A/B (pytest_specdec/ab.py); ``--slowdown`` sets the
+injected slowdown (``SPECDEC_INJECTED_SLOWDOWN``) and ``--experiments`` picks a subset. Usage, from
+the repository root, alone on the machine::
 
-    flock /tmp/specdec-timing.lock python -m benchmarks.gate_reliability --pair trained --runs 10
+    flock -x /tmp/specdec-timing.lock python -m benchmarks.gate_reliability --pair trained --runs 10
+    flock -x /tmp/specdec-timing.lock python -m benchmarks.gate_reliability --runs 2 --slowdown 0.1 \
+        --base-impl reference_impl.speculative:SpeculativeDecoder --experiments unchanged,slow_target
+
+The detection curve of the A/B gate is measured more cheaply in one process: benchmarks/gate_curve.py.
 
 prints one line per run and the counts, writes every verdict to ``--out`` (JSON), and exits 0 when
 all three goals are met, 1 otherwise.
@@ -46,10 +53,15 @@ def run_gate(args: argparse.Namespace, impl: str | None, baseline_dir: Path, *ex
                    f"--specdec-baseline-dir={baseline_dir}", f"--specdec-json={out}", *extra]
         if impl:
             command.append(f"--specdec-impl={impl}")
+        if args.base_impl:
+            command.append(f"--specdec-base-impl={args.base_impl}")
+        if args.base_path:
+            command.append(f"--specdec-base-path={args.base_path}")
         if args.k:
             command += ["-k", args.k]
         start = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}  # tests.injected must import in the subprocess
+        env = {**os.environ, "PYTHONPATH": str(ROOT),  # tests.injected must import in the subprocess
+               "SPECDEC_INJECTED_SLOWDOWN": str(args.slowdown)}
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - start
         results = json.loads(out.read_text()) if out.exists() else {}
@@ -70,8 +82,8 @@ def classify(run: dict) -> dict:
 
 
 def summarise(verdicts: dict[str, list[dict]]) -> dict[str, dict]:
-    runs = {name: len(v) for name, v in verdicts.items()}
-    unchanged, slow, prefill = verdicts["unchanged"], verdicts["slow_target"], verdicts["extra_draft_prefill"]
+    runs = {name: len(verdicts.get(name, [])) for name in EXPERIMENTS}
+    unchanged, slow, prefill = (verdicts.get(name, []) for name in EXPERIMENTS)
     counts = {
         "unchanged": {"runs": runs["unchanged"], "false_alarms": sum(v["failed"] for v in unchanged),
                       "runs_with_inconclusive": sum(bool(v["inconclusive"]) for v in unchanged)},
@@ -99,7 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--record", action="store_true", help="record a fresh baseline in a temporary folder first")
     parser.add_argument("-k", help="select perf tests by pytest -k expression (default: all of tests/test_perf.py)")
     parser.add_argument("--out", type=Path, default=Path("gate-reliability.json"))
+    parser.add_argument("--base-impl", help="also time this base decoder interleaved (same-job A/B)")
+    parser.add_argument("--base-path", help="import --base-impl's package from this checkout")
+    parser.add_argument("--slowdown", type=float, default=0.25, help="injected slowdown of slow_target (fraction)")
+    parser.add_argument("--experiments", default=",".join(EXPERIMENTS), help="comma list of experiments to run")
     args = parser.parse_args(argv)
+    chosen = {name: EXPERIMENTS[name] for name in args.experiments.split(",")}
 
     with tempfile.TemporaryDirectory() as tmp:
         baseline_dir = args.baseline_dir
@@ -107,9 +124,9 @@ def main(argv: list[str] | None = None) -> int:
             baseline_dir = Path(tmp) / "baselines"
             recorded = run_gate(args, None, baseline_dir, "--specdec-save-baseline")
             print(f"recorded a fresh baseline in {baseline_dir} (exit {recorded['exit_code']})", flush=True)
-        verdicts: dict[str, list[dict]] = {name: [] for name in EXPERIMENTS}
+        verdicts: dict[str, list[dict]] = {name: [] for name in chosen}
         for index in range(args.runs):
-            for name, impl in EXPERIMENTS.items():
+            for name, impl in chosen.items():
                 run = run_gate(args, impl, baseline_dir)
                 verdict = {**classify(run), "exit_code": run["exit_code"], "seconds": round(run["seconds"], 1)}
                 verdicts[name].append(verdict)
@@ -120,7 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                 if run["exit_code"] not in (0, 1):
                     print(run["tail"], flush=True)
     counts = summarise(verdicts)
-    args.out.write_text(json.dumps({"pair": args.pair, "gamma": args.gamma, "baseline_dir": str(args.baseline_dir),
+    baseline_dir = os.path.relpath(args.baseline_dir, ROOT) if args.baseline_dir.is_absolute() else args.baseline_dir
+    args.out.write_text(json.dumps({"pair": args.pair, "gamma": args.gamma, "baseline_dir": str(baseline_dir),
+                                    "base_impl": args.base_impl, "slowdown": args.slowdown,
                                     "counts": counts, "runs": verdicts}, indent=2) + "\n")
     print(json.dumps(counts, indent=2))
     return 0 if all(counts["goals_met"].values()) else 1

@@ -90,6 +90,18 @@ def specdec_baseline_decoder(specdec_baseline_factory: Callable[..., CheckedDeco
 
 
 @pytest.fixture(scope="session")
+def specdec_base_decoder(specdec_options: SpecDecOptions, specdec_pair: Any) -> CheckedDecoder | None:
+    """The base branch's decoder (``--specdec-base-impl``, from ``--specdec-base-path`` when given) on the session's
+    pair, timed beside the decoder under test for the same-job A/B; None without the option."""
+    if not specdec_options.base_impl:
+        return None
+    from .base_import import load_base_factory
+
+    factory = load_base_factory(specdec_options.base_impl, specdec_options.base_path)
+    return make_decoder(factory, f"base {specdec_options.base_impl}", specdec_pair.target, specdec_pair.draft)
+
+
+@pytest.fixture(scope="session")
 def specdec_prompts(specdec_pair: Any) -> list[Any]:
     """The standard prompt set as (1, L) LongTensors on the pair's device."""
     from .prompts import prompt_ids
@@ -125,10 +137,12 @@ def specdec_measure(
     specdec_timer: Any,
     specdec_results: SessionResults,
     specdec_forward_costs: Callable[[int], dict[str, float]],
+    specdec_base_decoder: CheckedDecoder | None,
 ) -> Callable[..., PerfRecord]:
     """``measure(gamma=None, sampling=GREEDY, name=None)``: time the decoder under test against the
     baseline, interleaved, with the prompt count, max_new_tokens, repeats and warm-up given by the
-    test's ``specdec_perf`` marker; the record goes to the session report."""
+    test's ``specdec_perf`` marker; the record goes to the session report. With a base decoder
+    (``--specdec-base-impl``) it is timed in the same loop, swapping places with the decoder under test."""
     import torch
 
     from reference_impl.sampling import GREEDY
@@ -140,19 +154,23 @@ def specdec_measure(
 
     def measure(gamma: int | None = None, sampling: Any = GREEDY, name: str | None = None) -> PerfRecord:
         device = specdec_pair.device
+        decoders = {"speculative": specdec_decoder, "baseline": specdec_baseline_decoder}
+        if specdec_base_decoder is not None:
+            decoders = {"speculative": specdec_decoder, "base": specdec_base_decoder, **decoders}
+        prompts = specdec_prompts[: settings["prompts"]]
+        generate_kwargs = {"sampling": sampling, "gamma": gamma,
+                           "make_generator": lambda seed: torch.Generator(device=device).manual_seed(seed)}
         samples = measure_interleaved(
-            specdec_timer,
-            {"speculative": specdec_decoder, "baseline": specdec_baseline_decoder},
-            specdec_prompts[: settings["prompts"]],
-            repeats=settings["repeats"],
-            warmup=settings["warmup"],
-            generate_kwargs={
-                "max_new_tokens": settings["max_new_tokens"],
-                "sampling": sampling,
-                "gamma": gamma,
-                "make_generator": lambda seed: torch.Generator(device=device).manual_seed(seed),
-            },
+            specdec_timer, decoders, prompts, repeats=settings["repeats"], warmup=settings["warmup"],
+            generate_kwargs={**generate_kwargs, "max_new_tokens": settings["max_new_tokens"]},
+            alternate=("speculative", "base") if "base" in decoders else None,
         )
+        first_tokens = {}
+        if specdec_base_decoder is not None:
+            from .ab import measure_first_tokens
+
+            first_tokens = measure_first_tokens(specdec_timer, specdec_decoder, specdec_base_decoder, prompts,
+                                                generate_kwargs)
         record = PerfRecord(
             name=name or request.node.name,
             pair=specdec_pair.label,
@@ -162,6 +180,8 @@ def specdec_measure(
             speculative=samples["speculative"],
             baseline=samples["baseline"],
             extra=_perf_extra(settings, specdec_prompts, specdec_forward_costs(gamma or default_gamma)),
+            base=samples.get("base"),
+            first_tokens=first_tokens,
         )
         specdec_results.perf.append(record)
         return record
@@ -223,7 +243,9 @@ def specdec_baseline_check(
     """``check(record) -> Comparison`` against the stored baseline of the record's fingerprint.
 
     A regression fails the test with the metric, the baseline, the new value and the evidence; no
-    comparable baseline skips it, naming the differing fields; with ``--specdec-save-baseline`` the
+    comparable baseline skips it, naming the differing fields, unless a base decoder was timed
+    alongside: its same-job A/B verdict (ab.py) gates the timings on any machine, and a regression
+    there fails the test too. With ``--specdec-save-baseline`` the
     record becomes the baseline (atomically, other entries kept) and the test passes. The decoder's
     ``name`` is part of the fingerprint: a changed decoder keeps its name and meets its old
     baseline; another decoder (an adapter) has baselines of its own.
@@ -252,9 +274,17 @@ def specdec_baseline_check(
                 return comparison
         except baselines.BaselineError as exc:
             pytest.fail(str(exc), pytrace=False)
-        if comparison.failed:
-            pytest.fail(comparison.message(), pytrace=False)
-        if comparison.status == "no comparable baseline":
+        failures = [comparison.message()] if comparison.failed else []
+        if record.base is not None:
+            from .ab import compare_ab
+
+            where = f" from {specdec_options.base_path}" if specdec_options.base_path else ""
+            ab = compare_ab(record, f"{specdec_options.base_impl}{where}")
+            specdec_results.comparisons.append(ab.as_dict())
+            failures += [ab.message()] if ab.failed else []
+        if failures:
+            pytest.fail("\n".join(failures), pytrace=False)
+        if comparison.status == "no comparable baseline" and record.base is None:
             pytest.skip(f"no comparable baseline for {record.name} in {specdec_options.baseline_dir}: "
                         f"{comparison.differences()}; record one with {SAVE_BASELINE_FLAG}")
         return comparison

@@ -25,6 +25,9 @@ JSON = "--specdec-json"
 REPORT_DIR = "--specdec-report-dir"
 BASELINE_DIR = "--specdec-baseline-dir"
 SAVE_BASELINE = "--specdec-save-baseline"
+# same-job A/B against the base branch's decoder (docs/ci.md, "Same-job A/B")
+BASE_IMPL = "--specdec-base-impl"
+BASE_PATH = "--specdec-base-path"
 
 DEFAULT_PAIR = "trained"
 DEFAULT_GAMMAS = (4,)
@@ -54,6 +57,11 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     (BASELINE_DIR, "specdec_baseline_dir", "folder of stored performance baselines (default: baselines)", "path"),
     (SAVE_BASELINE, "specdec_save_baseline", "store this run's performance figures as the baseline for its "
      "fingerprint (atomically; other fingerprints are kept)", "bool"),
+    # same-job A/B against the base branch's decoder
+    (BASE_IMPL, "specdec_base_impl", "the base branch's decoder as module:factory: the performance tests time it "
+     "interleaved with the decoder under test and fail on a same-run regression, on any machine", "str"),
+    (BASE_PATH, "specdec_base_path", f"import the top-level package of {BASE_IMPL} from this folder (a checkout of "
+     "the base branch, or a wheel installed with pip install --no-deps --target), beside the pull request's", "path"),
 )
 
 
@@ -102,6 +110,8 @@ class SpecDecOptions:
     report_dir: Path | None = None
     baseline_dir: Path = Path("baselines")
     save_baseline: bool = False
+    base_impl: str | None = None
+    base_path: Path | None = None
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> SpecDecOptions:
@@ -136,6 +146,7 @@ class SpecDecOptions:
             report_dir=path(REPORT_DIR),
             baseline_dir=baseline_dir,
             save_baseline=bool(_value(config, SAVE_BASELINE)),
+            **_base_options(text(BASE_IMPL), path(BASE_PATH)),
         )
 
     @property
@@ -147,6 +158,16 @@ class SpecDecOptions:
 
     def resolved_dtype(self) -> str:
         return self.dtype or ("bfloat16" if self.gpu else "float32")
+
+
+def _base_options(impl: str | None, base_path: Path | None) -> dict[str, object]:
+    if base_path is not None and impl is None:
+        raise pytest.UsageError(f"{BASE_PATH} needs {BASE_IMPL} too: name the base decoder's factory, for example "
+                                f"{BASE_IMPL} reference_impl.speculative:SpeculativeDecoder")
+    if base_path is not None and not base_path.is_dir():
+        raise pytest.UsageError(f"{BASE_PATH} {base_path} is not a folder; check out the base branch there first "
+                                "(git worktree add DIR origin/main)")
+    return {"base_impl": impl, "base_path": base_path}
 
 
 OPTIONS_KEY = pytest.StashKey[SpecDecOptions]()

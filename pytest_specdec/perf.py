@@ -1,7 +1,9 @@
 """Interleaved performance measurement of several decoders on the same prompts, same run.
 
 Each repeat runs every decoder on every prompt in turn (A B A B ...), after warm-up, so slow
-drift of the machine hits all decoders alike and same-run ratios stay meaningful. Raw samples
+drift of the machine hits all decoders alike and same-run ratios stay meaningful. For a same-job
+A/B (the decoder under test against the base branch's), the two swap places on every other
+prompt (A B C, B A C, ...), so neither always runs first. Raw samples
 are kept; medians summarise them. Deterministic counts (forward passes, acceptance) travel with
 the timings, because they do not drift with machine noise.
 """
@@ -107,6 +109,8 @@ class PerfRecord:
     speculative: PerfSamples
     baseline: PerfSamples
     extra: dict[str, Any] = field(default_factory=dict)
+    base: PerfSamples | None = None  # the base branch's decoder, timed interleaved (same-job A/B)
+    first_tokens: dict[str, PerfSamples] = field(default_factory=dict)  # A/B: short runs of head and base (ab.py)
 
     @property
     def speedup(self) -> float:
@@ -128,6 +132,8 @@ class PerfRecord:
             "ttft_ratio": self.ttft_ratio,
             "speculative": self.speculative.summary(),
             "baseline": self.baseline.summary(),
+            **({"base": self.base.summary(),
+                "base_speedup": self.base.tokens_per_s / self.baseline.tokens_per_s} if self.base else {}),
             **self.extra,
         }
 
@@ -141,15 +147,24 @@ def measure_interleaved(
     warmup: int,
     generate_kwargs: dict[str, Any],
     seed: int = 0,
+    alternate: tuple[str, str] | None = None,
 ) -> dict[str, PerfSamples]:
-    """Warm every decoder up, then time each on each prompt, interleaved, ``repeats`` times."""
+    """Warm every decoder up, then time each on each prompt, interleaved, ``repeats`` times.
+
+    ``alternate``: two decoders that swap places in the order on every other run."""
     make_generator = generate_kwargs.pop("make_generator", None)
     for decoder in decoders.values():
         timer.warm_up(decoder, prompts[0], repeats=warmup, **generate_kwargs)
     runs: dict[str, list[TimedDecode]] = {name: [] for name in decoders}
+    names = list(decoders)
+    swapped = list(names)
+    if alternate is not None:
+        i, j = names.index(alternate[0]), names.index(alternate[1])
+        swapped[i], swapped[j] = swapped[j], swapped[i]
     for repeat in range(repeats):
         for index, prompt in enumerate(prompts):
-            for name, decoder in decoders.items():
+            for name in swapped if (repeat * len(prompts) + index) % 2 else names:
+                decoder = decoders[name]
                 kwargs = dict(generate_kwargs)
                 if make_generator is not None:
                     kwargs["generator"] = make_generator(seed + 1000 * repeat + index)

@@ -16,6 +16,7 @@ from . import findings
 from . import options as opts
 from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     RESULTS_KEY,
+    specdec_base_decoder,
     specdec_baseline_check,
     specdec_baseline_decoder,
     specdec_baseline_factory,
@@ -86,6 +87,10 @@ def pytest_configure(config: pytest.Config) -> None:
         from .protocol import load_factory
 
         load_factory(options.impl)
+    if options.base_impl:
+        from .base_import import load_base_factory
+
+        load_base_factory(options.base_impl, options.base_path)
     if options.target:
         from .loading import ModelLoadError, check_model_available
 

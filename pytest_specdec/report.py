@@ -86,8 +86,9 @@ def summary_lines(results: SessionResults) -> list[str]:
     )
     lines += [header, "-" * len(header)]
     for record in results.perf:
-        for role, samples in (("speculative", record.speculative), ("baseline", record.baseline)):
-            speedup = record.speedup if role == "speculative" else 1.0
+        base = (record.base,) if record.base is not None else ()  # same-job A/B: the base decoder
+        for samples in (record.speculative, *base, record.baseline):
+            speedup = samples.tokens_per_s / record.baseline.tokens_per_s
             lines.append(
                 f"{record.name[:28]:<28} {samples.decoder[:14]:<14} {_fmt(samples.median('ttft'), 1e3):>8} "
                 f"{_fmt(samples.median('tpot'), 1e3):>8} {_fmt(samples.tokens_per_s):>7} {_fmt(speedup, 1, 2):>7} "

@@ -4,6 +4,13 @@
   each pass; sleeping rather than spinning, because on a shared CPU a spinning process is
   descheduled more and its forward passes slow down far more than 25%). Tokens and counts are
   unchanged: only the wall-clock figures can catch it.
+- ``slow_draft``: the same for the draft's forward passes.
+- ``host_work``: every speculative step followed by host work (a wait) of 25% of the step's own time:
+  what slower bookkeeping around the passes (sampling, cache moves, Python) costs.
+
+The slowdown of these three is ``SLOWDOWN`` (25%), or the ``slowdown=`` option of the factory, or
+the ``SPECDEC_INJECTED_SLOWDOWN`` environment variable (a fraction: 0.1 is 10% slower), so the
+gate's detection curve can be measured through ``--specdec-impl`` as well as in one process.
 - ``extra_draft_prefill``: the draft's cache is dropped before every step, so the draft re-prefills
   the whole sequence each step. Tokens are unchanged (up to float rounding); the deterministic
   figures (prefills per request, draft tokens fed) catch it exactly.
@@ -16,6 +23,7 @@ target model and stays as it was. Every line that differs from the reference is 
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -26,6 +34,23 @@ from reference_impl.speculative import SpeculativeDecoder
 
 SLOWDOWN = 0.25
 SPIN_S = 1e-4  # sleep, then spin the last 0.1 ms: exact, without burning a core the scheduler would hold against us
+
+
+def slowdown_fraction(slowdown: float | None = None) -> float:
+    """The factory's ``slowdown=``, else ``SPECDEC_INJECTED_SLOWDOWN``, else ``SLOWDOWN``."""
+    if slowdown is None:
+        slowdown = float(os.environ.get("SPECDEC_INJECTED_SLOWDOWN", SLOWDOWN))
+    if not 0 <= slowdown <= 10:
+        raise ValueError(f"an injected slowdown is a fraction between 0 and 10 (0.1: 10% slower); got {slowdown}")
+    return slowdown
+
+
+def wait_until(until: float) -> None:
+    """Sleep, then spin the last ``SPIN_S``: an exact wait that does not hold a core the whole time."""
+    if (rest := until - time.perf_counter() - SPIN_S) > 0:
+        time.sleep(rest)
+    while time.perf_counter() < until:
+        pass
 
 
 class SlowCachedLM(CachedLM):
@@ -41,18 +66,35 @@ class SlowCachedLM(CachedLM):
         logits = super().forward(tokens, keep)
         if self._cuda:
             torch.cuda.synchronize()
-        until = start + (1 + self.slowdown) * (time.perf_counter() - start)  # BUG: 25% more time per target pass
-        if until - time.perf_counter() > SPIN_S:
-            time.sleep(until - time.perf_counter() - SPIN_S)
-        while time.perf_counter() < until:
-            pass
+        wait_until(start + (1 + self.slowdown) * (time.perf_counter() - start))  # BUG: more time per pass
         return logits
 
 
 class SlowTargetDecoder(SpeculativeDecoder):
-    def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4) -> None:
+    def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4,
+                 slowdown: float | None = None) -> None:
         super().__init__(target, draft, gamma=gamma)
-        self._target = SlowCachedLM(target)  # BUG
+        self._target = SlowCachedLM(target, slowdown_fraction(slowdown))  # BUG
+
+
+class SlowDraftDecoder(SpeculativeDecoder):
+    def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4,
+                 slowdown: float | None = None) -> None:
+        super().__init__(target, draft, gamma=gamma)
+        self._draft = SlowCachedLM(draft, slowdown_fraction(slowdown))  # BUG
+
+
+class HostWorkDecoder(SpeculativeDecoder):
+    def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4,
+                 slowdown: float | None = None) -> None:
+        super().__init__(target, draft, gamma=gamma)
+        self.slowdown = slowdown_fraction(slowdown)
+
+    def step(self, seq: torch.Tensor, length: int, *args: Any) -> tuple[list[int], int]:
+        start = time.perf_counter()
+        out = super().step(seq, length, *args)
+        wait_until(start + (1 + self.slowdown) * (time.perf_counter() - start))  # BUG: host work on every step
+        return out
 
 
 class ExtraDraftPrefillDecoder(SpeculativeDecoder):
@@ -70,6 +112,14 @@ class DraftBeforeFirstTokenDecoder(SpeculativeDecoder):
 
 def slow_target(target: Any, draft: Any, **options: Any) -> SlowTargetDecoder:
     return SlowTargetDecoder(target, draft, **options)
+
+
+def slow_draft(target: Any, draft: Any, **options: Any) -> SlowDraftDecoder:
+    return SlowDraftDecoder(target, draft, **options)
+
+
+def host_work(target: Any, draft: Any, **options: Any) -> HostWorkDecoder:
+    return HostWorkDecoder(target, draft, **options)
 
 
 def extra_draft_prefill(target: Any, draft: Any, **options: Any) -> ExtraDraftPrefillDecoder:

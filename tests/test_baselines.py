@@ -301,7 +301,7 @@ def test_speed(specdec_measure, specdec_baseline_check):
     specdec_baseline_check(specdec_measure(gamma=3))
 """
 # Timings are not what these runs check (the machine is shared): compare deterministic figures only.
-NO_TIMING = "import pytest_specdec.baselines as b\nb.TIMING_METRICS = ()\n"
+NO_TIMING = "import pytest_specdec.verdicts as v\nv.TIMING_METRICS = ()\n"
 
 
 @pytest.fixture

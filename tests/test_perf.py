@@ -8,6 +8,12 @@ by more than its threshold with Mann-Whitney U p < 0.01 on the raw samples. Nois
 reported as inconclusive in the summary and the report, not failed; a run with no comparable
 baseline is skipped with the fields that differ. ``--specdec-save-baseline`` records instead.
 
+With ``--specdec-base-impl`` (the base branch's decoder, from ``--specdec-base-path``) it is timed
+in the same loop, swapping places with the decoder under test run by run, and the same-job A/B
+verdict (pytest_specdec/ab.py) fails a test whose decoder is slower than the base's, on any
+machine; the stored baseline then still judges the deterministic figures (and timings on a
+matching device).
+
 Run them alone (``pytest -m specdec_perf -p no:xdist``): nothing else should compete with the clock.
 
 On CPU they run with ``SPECDEC_PERF_THREADS`` torch threads (default 1; 0 keeps torch's own
