@@ -8,26 +8,29 @@
   a plain target pass; every step but the last emits its correction or bonus token (only the last
   can be cut short by EOS or ``max_new_tokens``, and counts cover emitted tokens only); an
   accepted draft token at position i means the step accepted every position before it.
-- ``PassObserver``: forward pre-hooks on the target and draft the suite handed to the factory
-  count the passes, prefills (passes that start from no cache or an empty one) and tokens each
+- ``PassObserver``: a counting wrapper around the ``forward`` of the target and the draft the
+  suite handed to the factory (what a forward pre-hook sees, at the cost of a function call)
+  counts the passes, prefills (passes that start from no cache or an empty one) and tokens each
   model ran during the call, and the passes run before the first ``on_token`` call;
-  ``pass_violations`` compares them with the reported counts.
+  ``PassObserver.violations`` compares them with the reported counts.
 
 A count of 0 means "the decoder cannot know" (README, "The decoder protocol") and fails nothing,
 unless the decoder's own finer counts show it knew (per-position counts or per-step gammas fix
-``drafted``, ``accepted`` and, up to the last step, ``rejections``). Passes the hooks cannot see
+``drafted``, ``accepted`` and, up to the last step, ``rejections``). Passes the wrapper cannot see
 (a decoder that runs a copy of a model, its submodules or a captured graph) are not compared.
 A decoder that does not honour a per-call gamma says so with ``stats.extra["gamma_ignored"] = 1``.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 import numbers
 from collections.abc import Callable, Sequence
 from typing import Any
 
 GAMMA_IGNORED = "gamma_ignored"
+_ABSENT = object()
 COUNT_FIELDS = ("new_tokens", "steps", "drafted", "accepted", "rejections", "target_forwards", "draft_forwards",
                 "target_prefills", "draft_prefills", "target_tokens_fed", "draft_tokens_fed",
                 "forwards_before_first_token")
@@ -173,51 +176,64 @@ def count_violations(stats: Any, tokens: Sequence[int], gamma: object = None) ->
 
 
 class PassObserver:
-    """Counts the forward passes each model runs inside ``with observer:``, by forward pre-hooks.
+    """Counts the forward passes each model runs inside ``with observer:``.
 
     ``models`` maps a role ("target", "draft") to the module the suite handed over (None: absent).
-    A module that plays both roles (an identical pair) is observed once, for both.
+    A module that plays both roles (an identical pair) is observed once, for both. Each module's
+    ``forward`` is wrapped for the duration (an instance attribute, restored on exit): it sees what a
+    forward pre-hook sees, also calls of ``model.forward`` itself, and costs a plain function call
+    where a registered hook sends every call of the module down ``torch.nn.Module``'s slow path.
     """
 
     def __init__(self, models: dict[str, Any]) -> None:
         self.groups: dict[int, list[str]] = {}
         self.modules: dict[int, Any] = {}
         for role, model in models.items():
-            if model is not None and hasattr(model, "register_forward_pre_hook"):
+            if model is not None and callable(getattr(model, "forward", None)):
                 self.groups.setdefault(id(model), []).append(role)
                 self.modules[id(model)] = model
         self.seen = {key: {"forwards": 0, "prefills": 0, "tokens_fed": 0} for key in self.groups}
         self.tokens_measurable = True
         self.before_first_token: int | None = None
-        self._handles: list[Any] = []
+        self._saved: dict[int, Any] = {}
 
-    def _hook(self, key: int) -> Callable[..., None]:
+    def count(self, key: int, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        """Note one pass of module ``key`` called with ``args`` and ``kwargs``."""
         seen = self.seen[key]
+        ids = kwargs.get("input_ids", args[0] if args else None)
+        if ids is None and kwargs.get("inputs_embeds") is not None:
+            ids = kwargs["inputs_embeds"][..., 0]
+        cache = kwargs.get("cache", kwargs.get("past_key_values"))
+        seen["forwards"] += 1
+        if cache is None or (hasattr(cache, "get_seq_length") and cache.get_seq_length() == 0):
+            seen["prefills"] += 1
+        if ids is None or not hasattr(ids, "shape"):
+            self.tokens_measurable = False
+        else:
+            seen["tokens_fed"] += int(ids.shape[-1])
 
-        def pre_hook(module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-            ids = kwargs.get("input_ids", args[0] if args else None)
-            if ids is None and kwargs.get("inputs_embeds") is not None:
-                ids = kwargs["inputs_embeds"][..., 0]
-            cache = kwargs.get("cache", kwargs.get("past_key_values"))
-            seen["forwards"] += 1
-            if cache is None or (hasattr(cache, "get_seq_length") and cache.get_seq_length() == 0):
-                seen["prefills"] += 1
-            if ids is None or not hasattr(ids, "shape"):
-                self.tokens_measurable = False
-            else:
-                seen["tokens_fed"] += int(ids.shape[-1])
+    def _counting(self, key: int, forward: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(forward)
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.count(key, args, kwargs)
+            return forward(*args, **kwargs)
 
-        return pre_hook
+        return counted
 
     def __enter__(self) -> PassObserver:
-        self._handles = [self.modules[key].register_forward_pre_hook(self._hook(key), with_kwargs=True)
-                         for key in self.groups]
+        for key, module in self.modules.items():
+            self._saved[key] = module.__dict__.get("forward", _ABSENT)
+            module.forward = self._counting(key, module.forward)
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
+        for key, saved in self._saved.items():
+            module = self.modules[key]
+            if saved is _ABSENT:
+                del module.forward
+            else:
+                module.forward = saved
+        self._saved = {}
 
     def watch(self, on_token: Callable[[int], None] | None) -> Callable[[int], None]:
         """An ``on_token`` that notes the passes run before the first token, then calls the caller's."""
@@ -231,13 +247,13 @@ class PassObserver:
         return watched
 
     def violations(self, stats: Any) -> list[str]:
-        """Each reported pass count that disagrees with the passes the hooks saw (empty: none)."""
+        """Each reported pass count that disagrees with the passes the models ran (empty: none)."""
         out, unseen_passes = [], False
         for key, roles in self.groups.items():
             seen = self.seen[key]
             if not seen["forwards"]:
                 unseen_passes |= any(getattr(stats, f"{role}_forwards", 0) for role in roles)
-                continue  # the decoder does not run this module through its forward: nothing to compare
+                continue  # the decoder does not run this module's forward: nothing to compare
             for name in PASS_FIELDS:
                 if name == "tokens_fed" and not self.tokens_measurable:
                     continue
@@ -256,7 +272,7 @@ def _compare_pass(roles: list[str], name: str, reported: list[int], seen: int) -
     values = " + ".join(map(str, reported))
     if len(roles) == 1 or all(reported):
         if any(reported) and sum(reported) != seen:
-            return [f"{fields} = {values} but the models' forward hooks saw {seen} during the call "
+            return [f"{fields} = {values} but the models ran {seen} during the call "
                     f"[rule: reported {name} == {name} the models ran]"]
     elif sum(reported) > seen:  # one model plays both roles and one role's count is 0 (unknown, or none ran)
         return [f"{fields} = {values} but the model ({' and '.join(roles)}) ran {seen} during the call "

@@ -3,7 +3,7 @@
 ``CheckedDecoder`` checks every result that passes through the protocol (pytest_specdec/counters.py).
 Here: the rules one by one on hand-made records; decoders whose counts lie (each a copy of the
 reference with one counting bug, marked ``# BUG``) fail with a message naming the rule; decoders
-that leave unknowable counts at 0, or run models the hooks cannot see, pass; and, for greedy
+that leave unknowable counts at 0, or run models where the suite cannot see them, pass; and, for greedy
 decoding, the accepted counts of the decoder under test (``specdec_factory``) equal the ones
 recomputed from the target's greedy path and the draft's own greedy proposals.
 """
@@ -235,10 +235,10 @@ MUTANTS = {
     "accepted counted past the first rejection": (CountsEveryMatch, "ends in a rejection, except a last step"),
     "tokens past EOS counted": (CountsWhatTheStepProduced, "new_tokens - accepted >= max"),
     "target prefill not counted": (TargetPrefillUncounted, "new_tokens - accepted <= target_forwards"),
-    "draft prefill not counted": (DraftPrefillUncounted, "draft_forwards = 15 but the models' forward hooks saw 16"),
+    "draft prefill not counted": (DraftPrefillUncounted, "draft_forwards = 15 but the models ran 16"),
     "hidden draft pass before the first token": (HiddenDraftPassFirst, "forwards_before_first_token = 1 but the "
                                                  "models ran 2 passes before the first on_token call"),
-    "tokens fed counted per pass": (TokensFedPerPass, "target_tokens_fed = 6 but the models' forward hooks saw 26"),
+    "tokens fed counted per pass": (TokensFedPerPass, "target_tokens_fed = 6 but the models ran 26"),
 }
 
 
@@ -269,15 +269,15 @@ def test_one_model_as_target_and_draft_is_counted_once_for_both():
     assert target is draft
     stats = checked(SpeculativeDecoder, target, draft).generate(PROMPT, max_new_tokens=16).stats
     assert (stats.target_forwards, stats.draft_forwards) == (4, 12)
-    with pytest.raises(ContractError, match=r"target_forwards \+ draft_forwards = 4 \+ 11 but .* saw 16"):
+    with pytest.raises(ContractError, match=r"target_forwards \+ draft_forwards = 4 \+ 11 but the models ran 16"):
         checked(DraftPrefillUncounted, target, draft).generate(PROMPT, max_new_tokens=16)
 
 
-# --- what the hooks cannot see, and what a decoder cannot know ------------------------------------------------
+# --- what the suite cannot see, and what a decoder cannot know ------------------------------------------------
 
 
 class UnknownCounts:
-    """Reports only its tokens; runs the target through its inner modules, where the hooks do not look."""
+    """Reports only its tokens; runs the target through its inner modules, where the suite does not look."""
 
     def __init__(self, target, draft=None, **options):
         self.target = target
@@ -294,22 +294,22 @@ class UnknownCounts:
         return DecodeResult(tokens, DecodeStats(new_tokens=len(tokens), target_forwards=len(tokens)))
 
 
-def test_passes_the_hooks_cannot_see_and_counts_left_at_zero_fail_nothing():
+def test_passes_the_suite_cannot_see_and_counts_left_at_zero_fail_nothing():
     target, draft = cached_pair("llama", "partial")
     decoder = make_decoder(UnknownCounts, "unknown", target, draft)
     assert decoder.generate(PROMPT, max_new_tokens=5, gamma=4).tokens == AutoregressiveDecoder(target).generate(
         PROMPT, max_new_tokens=5).tokens
 
 
-def test_hooks_are_removed_after_every_call():
+def test_the_models_are_restored_after_every_call():
     target, draft, _ = scripted_pair(reject_every=3)
     real, _ = cached_pair("llama", "partial")
     for cls in (SpeculativeDecoder, TargetPrefillUncounted):
         with pytest.raises(ContractError) if cls is TargetPrefillUncounted else _nothing():
             checked(cls, target, draft).generate(PROMPT, max_new_tokens=16)
-        assert not target._forward_pre_hooks and not draft._forward_pre_hooks
+        assert "forward" not in vars(target) and "forward" not in vars(draft)
     make_decoder(UnknownCounts, "unknown", real, None).generate(PROMPT, max_new_tokens=2)
-    assert not real._forward_pre_hooks
+    assert "forward" not in vars(real)
 
 
 class _nothing:
