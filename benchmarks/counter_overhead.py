@@ -30,7 +30,7 @@ def time_parts(checked: Any, prompt: Any, max_new_tokens: int, rounds: int = 200
     """Microseconds of the rules on one result, and of the observer's bookkeeping for one call's passes."""
     from pytest_specdec.counters import PassObserver, count_violations
 
-    observer = PassObserver(checked.models)
+    observer = PassObserver(checked.counted_models)
     with observer:
         result = checked.inner.generate(prompt, max_new_tokens=max_new_tokens, on_token=observer.watch(None), gamma=4)
     start = time.perf_counter()
@@ -41,7 +41,7 @@ def time_parts(checked: Any, prompt: Any, max_new_tokens: int, rounds: int = 200
     passes = result.stats.target_forwards + result.stats.draft_forwards
     start = time.perf_counter()
     for _ in range(rounds):
-        calls = PassObserver(checked.models)
+        calls = PassObserver(checked.counted_models)
         with calls:
             key = next(iter(calls.groups))
             counted = calls._counting(key, lambda *args, **kwargs: None)  # the wrapper around a model's forward

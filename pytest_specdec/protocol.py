@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pytest
 
+from .counters import PassObserver, count_violations
+
 if TYPE_CHECKING:
     import torch
 
@@ -88,12 +90,10 @@ class CheckedDecoder:
         self.inner = decoder
         self.label = label
         self.name = getattr(decoder, "name", type(decoder).__name__)
-        self.models = {"target": target, "draft": draft}  # the models the suite handed over: their passes are counted
+        self.counted_models = {"target": target, "draft": draft}  # handed to the factory: their passes are counted
 
     def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, **kwargs: Any) -> DecodeResult:
-        from .counters import PassObserver
-
-        with PassObserver(self.models) as passes:
+        with PassObserver(self.counted_models) as passes:
             kwargs["on_token"] = passes.watch(kwargs.get("on_token"))
             result = self.inner.generate(input_ids, max_new_tokens=max_new_tokens, **kwargs)
         tokens = getattr(result, "tokens", None)
@@ -113,8 +113,6 @@ class CheckedDecoder:
 
     def check_counts(self, result: DecodeResult, passes: Any, gamma: object) -> None:
         """The counts must agree with each other, the tokens, the gamma asked for and the passes the models ran."""
-        from .counters import count_violations
-
         problems = count_violations(result.stats, result.tokens, gamma)
         problems = problems or passes.violations(result.stats)
         if problems:
