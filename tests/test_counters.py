@@ -389,3 +389,40 @@ def test_the_oracle_rejects_miscounted_acceptance(cls):
     result = cls(target, draft, gamma=4).generate(PROMPT, max_new_tokens=30, eos_token_id=eos)
     assert result.tokens == path[: len(result.tokens)]
     assert oracle_mismatch(draft, PROMPT, result) is not None
+
+
+# --- through the plugin, as a user's run would go -------------------------------------------------------------
+
+USER_DECODER = """
+import dataclasses
+
+from reference_impl import SpeculativeDecoder
+from reference_impl.stats import DecodeResult
+
+
+class Overcounting(SpeculativeDecoder):
+    def generate(self, *args, **kwargs):
+        result = super().generate(*args, **kwargs)
+        stats = dataclasses.replace(result.stats, target_forwards=result.stats.target_forwards + 3)  # BUG
+        return DecodeResult(result.tokens, stats)
+
+
+def make(target, draft, **options):
+    return Overcounting(target, draft, **options)
+"""
+
+USES_DECODER = """
+import torch
+
+def test_decoder(specdec_decoder):
+    specdec_decoder.generate(torch.tensor([[1, 2, 3]]), max_new_tokens=12, gamma=4)
+"""
+
+
+def test_a_users_decoder_that_overcounts_fails_through_the_plugin(pytester):
+    pytester.makepyfile(user_decoding=USER_DECODER, test_user=USES_DECODER)
+    pytester.syspathinsert()
+    result = pytester.runpytest_subprocess("--specdec-impl=user_decoding:make", "--specdec-pair=tiny-llama-partial")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*ContractError: user_decoding:make: the decoder's counts disagree with what it did*",
+                                 "*target_forwards = * but the models ran * during the call*"])
