@@ -282,6 +282,23 @@ def test_the_oracle_rejects_miscounted_acceptance(cls):
     assert oracle_mismatch(draft, PROMPT, result) is not None
 
 
+@pytest.mark.parametrize("spec", ["examples.minimal_decoder:factory", "pytest_specdec.adapters.hf_assisted:factory",
+                                  "pytest_specdec.adapters.hf_assisted:default_factory",
+                                  "pytest_specdec.adapters.prompt_lookup:factory"])
+@pytest.mark.parametrize("relation", ["partial", "identical"])
+def test_the_example_and_the_transformers_adapters_count_honestly(spec, relation):
+    """In every run, whatever --specdec-impl says: lengths, gammas, EOS and sampling through the check."""
+    from pytest_specdec.protocol import load_factory
+
+    target, draft = cached_pair("llama", relation)
+    decoder = make_decoder(load_factory(spec), spec, target, draft)
+    path = AutoregressiveDecoder(target).generate(PROMPT, max_new_tokens=14).tokens
+    for sampling in (GREEDY, SamplingConfig(temperature=0.8, top_k=8)):
+        for gamma, max_new_tokens, eos in ((1, 1, None), (4, 2, None), (3, 14, None), (4, 14, path[9])):
+            decoder.generate(PROMPT, max_new_tokens=max_new_tokens, sampling=sampling, gamma=gamma, eos_token_id=eos,
+                             generator=torch.Generator().manual_seed(gamma))
+
+
 # --- through the plugin, as a user's run would go -------------------------------------------------------------
 
 USER_DECODER = """
