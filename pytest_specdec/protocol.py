@@ -7,7 +7,8 @@ A decoder under test is named on the command line as ``--specdec-impl module:fac
 and a ``Decoder`` has one method, ``generate`` (below), returning a ``DecodeResult``: the new
 tokens and a ``DecodeStats`` record. The reference decoders satisfy it, and so must any
 implementation pointed at the suite. ``CheckedDecoder`` wraps whatever the factory returns and
-turns a broken contract into a clear test failure instead of a confusing one downstream.
+turns a broken contract into a clear test failure instead of a confusing one downstream; that
+includes counts that disagree with the tokens or with the passes the models ran (counters.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pytest
+
+from .counters import PassObserver, count_violations
 
 if TYPE_CHECKING:
     import torch
@@ -77,7 +80,7 @@ class ContractError(AssertionError):
 class CheckedDecoder:
     """Wraps a decoder and checks every ``generate`` result against the protocol."""
 
-    def __init__(self, decoder: Any, label: str) -> None:
+    def __init__(self, decoder: Any, label: str, target: Any = None, draft: Any = None) -> None:
         if not isinstance(decoder, Decoder):
             raise ContractError(
                 f"{label} returned {type(decoder).__name__}, which has no generate() method; "
@@ -87,9 +90,12 @@ class CheckedDecoder:
         self.inner = decoder
         self.label = label
         self.name = getattr(decoder, "name", type(decoder).__name__)
+        self.counted_models = {"target": target, "draft": draft}  # handed to the factory: their passes are counted
 
     def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, **kwargs: Any) -> DecodeResult:
-        result = self.inner.generate(input_ids, max_new_tokens=max_new_tokens, **kwargs)
+        with PassObserver(self.counted_models) as passes:
+            kwargs["on_token"] = passes.watch(kwargs.get("on_token"))
+            result = self.inner.generate(input_ids, max_new_tokens=max_new_tokens, **kwargs)
         tokens = getattr(result, "tokens", None)
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
             raise ContractError(
@@ -102,7 +108,18 @@ class CheckedDecoder:
             )
         if getattr(result, "stats", None) is None:
             raise ContractError(f"{self.label}: the DecodeResult has no stats record")
+        self.check_counts(result, passes, kwargs.get("gamma"))
         return result
+
+    def check_counts(self, result: DecodeResult, passes: Any, gamma: object) -> None:
+        """The counts must agree with each other, the tokens, the gamma asked for and the passes the models ran."""
+        problems = count_violations(result.stats, result.tokens, gamma)
+        problems = problems or passes.violations(result.stats)
+        if problems:
+            raise ContractError(
+                f"{self.label}: the decoder's counts disagree with what it did ({len(result.tokens)} tokens, "
+                f"gamma={gamma}):\n  - " + "\n  - ".join(problems)
+            )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
@@ -110,4 +127,4 @@ class CheckedDecoder:
 
 def make_decoder(factory: DecoderFactory, label: str, target: Any, draft: Any, **options: Any) -> CheckedDecoder:
     """Call ``factory`` and wrap what it returns; a factory that raises is reported with its spec."""
-    return CheckedDecoder(factory(target, draft, **options), label)
+    return CheckedDecoder(factory(target, draft, **options), label, target, draft)

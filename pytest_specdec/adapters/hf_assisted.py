@@ -25,7 +25,8 @@ decoding loop; this module only maps the protocol onto ``generate`` and watches 
   ``get_candidates``' return value, its emitted tokens from the streamer; the accepted count is the
   length of the common prefix of the two, which is exact: a rejected draft token has zero residual
   mass (sampling) or is not the target's argmax (greedy), so the token emitted after the accepted
-  prefix always differs from the rejected proposal. ``extra`` records how the stats were derived.
+  prefix always differs from the rejected proposal. ``extra`` records how the stats were derived
+  (``gamma_ignored`` for ``default_factory``, which runs transformers' own gamma whatever a call asks for).
   Wrapping ``get_candidates`` reaches into transformers' private ``_get_candidate_generator``; the
   adapter was written against transformers ``TESTED_TRANSFORMERS``.
 """
@@ -36,6 +37,8 @@ import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from ..counters import GAMMA_IGNORED
 
 TESTED_TRANSFORMERS = "5.24.0"
 DEFAULT_GAMMA = 4
@@ -312,6 +315,8 @@ class HFAssistedDecoder:
             check_gamma(gamma)
         step_gamma = gamma if gamma is not None and self.per_call_gamma else self.num_assistant_tokens
         extra = {"hf_fixed_gamma": float(step_gamma or 0)}  # 0: transformers' defaults
+        if not self.per_call_gamma:
+            extra[GAMMA_IGNORED] = 1.0  # the counters check then does not hold the steps to the gamma asked for
         with assistant_settings(self.draft, step_gamma, eos_token_id):
             return run_generate(
                 self.target,
