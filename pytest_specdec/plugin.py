@@ -40,6 +40,8 @@ MARKERS = (
     "other xdist workers compete",
     "specdec_statistical: a long statistical test (select with -m specdec_statistical, skip with "
     "-m 'not specdec_statistical')",
+    "specdec_long: a long-context or long-generation correctness test, deselected by default (select with "
+    "-m specdec_long)",
 )
 
 GPU_SKIPPED_KEY = pytest.StashKey[int]()
