@@ -31,10 +31,13 @@ class CachedLM:
     is how rejected draft tokens leave both caches. Attention caches are cropped to exactly the
     prefix; caches with recurrent layers go back to the newest saved state at or before it, and
     ``length`` says how many positions they hold, so callers feed ``seq[length:]`` next.
+    ``rollback=False``: a cache only ever appended to (the autoregressive baseline's), which saves
+    nothing and lets sliding windows drop old positions at once.
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, *, rollback: bool = True) -> None:
         self.model = model
+        self.can_roll_back = rollback
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.reset()
@@ -43,7 +46,7 @@ class CachedLM:
         from transformers import DynamicCache
 
         self.cache = DynamicCache(config=self.model.config)
-        self._rollback = CacheRollback(self.cache)
+        self._rollback = CacheRollback(self.cache, enabled=self.can_roll_back)
         self.length = 0
         self.forwards = 0
         self.prefills = 0

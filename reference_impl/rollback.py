@@ -53,20 +53,25 @@ def _clone(states: dict[int, Any]) -> dict[int, Any]:
 
 
 class CacheRollback:
-    """Rolls one ``DynamicCache`` back: crops attention, restores saved recurrent states."""
+    """Rolls one ``DynamicCache`` back: crops attention, restores saved recurrent states.
 
-    def __init__(self, cache: Any) -> None:
+    ``enabled=False`` (a cache that is only ever appended to, as the autoregressive baseline's):
+    nothing is saved and sliding windows keep only their window, as transformers builds them.
+    """
+
+    def __init__(self, cache: Any, *, enabled: bool = True) -> None:
         self.cache = cache
-        self.recurrent = [i for i, layer in enumerate(cache.layers) if is_recurrent(layer)]
+        self.enabled = enabled
+        self.recurrent = [i for i, layer in enumerate(cache.layers) if is_recurrent(layer)] if enabled else []
+        self.windows = [layer for layer in cache.layers if getattr(layer, "is_sliding", False)] if enabled else []
         self._saved: dict[int, dict[int, LayerStates]] = {}  # cache length -> layer index -> states
-        for layer in cache.layers:
-            if getattr(layer, "is_sliding", False):
-                if is_recurrent(layer):
-                    raise NotImplementedError(
-                        f"{type(layer).__name__}: a layer with both a recurrent state and a sliding window "
-                        "cannot be rolled back by the reference decoder"
-                    )
-                layer.activate_past_recording()
+        for layer in self.windows:
+            if is_recurrent(layer):
+                raise NotImplementedError(
+                    f"{type(layer).__name__}: a layer with both a recurrent state and a sliding window "
+                    "cannot be rolled back by the reference decoder"
+                )
+            layer.activate_past_recording()
 
     def before_forward(self, length: int) -> None:
         """Save the recurrent states of a cache holding ``length`` positions (nothing to save before the prefill)."""
@@ -74,12 +79,20 @@ class CacheRollback:
             self._saved[length] = {i: self.save_layer(i) for i in self.recurrent}
 
     def rollback(self, current: int, length: int) -> int:
-        """Go back from ``current`` positions to at most ``length``; returns the positions the cache now holds."""
+        """Go back from ``current`` positions to at most ``length``; returns the positions the cache now holds.
+
+        Everything up to the returned length is committed: sliding windows drop what they kept for
+        a rollback and are back to their window.
+        """
         if current <= length:
             self._saved.clear()  # all before ``current``: committed, never rolled back again
+            self._trim_windows()
             return current
+        if not self.enabled:
+            raise RuntimeError("this cache was built without rollback (CachedLM(model, rollback=False))")
         if not self.recurrent:
             self.cache.crop(length - current)
+            self._trim_windows()
             return length
         held = max((saved for saved in self._saved if saved <= length), default=None)
         if held is None:
@@ -101,6 +114,11 @@ class CacheRollback:
                 if state is not None:
                     current[i].copy_(state)
         layer.has_previous_state.update(states[2])
+
+    def _trim_windows(self) -> None:
+        for layer in self.windows:
+            if layer.get_seq_length() >= layer.sliding_window:
+                layer.crop(0)  # keeps the last window - 1 positions
 
     def crop_attention(self, tokens_to_remove: int) -> None:
         """Remove the last ``tokens_to_remove`` positions from every attention layer (hybrid layers included)."""
