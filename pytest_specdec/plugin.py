@@ -44,6 +44,8 @@ MARKERS = (
     "specdec_statistical: a long statistical test (select with -m specdec_statistical, skip with "
     "-m 'not specdec_statistical')",
     findings.MARKER,
+    "specdec_long: a long-context or long-generation correctness test, deselected by default (select with "
+    "-m specdec_long)",
 )
 
 GPU_SKIPPED_KEY = pytest.StashKey[int]()

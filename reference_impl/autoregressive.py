@@ -26,7 +26,7 @@ class AutoregressiveDecoder:
         if options:
             raise TypeError(f"AutoregressiveDecoder takes no options, got {sorted(options)}")
         self.target = target
-        self._target = CachedLM(target)
+        self._target = CachedLM(target, rollback=False)
 
     def generate(
         self,

@@ -1,4 +1,4 @@
-"""A causal LM with its KV cache: feed tokens, count passes, roll back exactly."""
+"""A causal LM with its cache: feed tokens, count passes, roll back exactly (``rollback.py`` says how)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import inspect
 import torch
 
 from .errors import NonFiniteLogitsError
+from .rollback import CacheRollback
 
 
 def max_positions(config: object) -> int | None:
@@ -26,12 +27,17 @@ def model_device(model: torch.nn.Module) -> torch.device:
 class CachedLM:
     """One model plus a ``DynamicCache`` that always holds exactly ``length`` positions.
 
-    ``forward`` appends tokens to the cache; ``rollback`` crops it back to a shorter prefix,
-    which is how rejected draft tokens leave both caches.
+    ``forward`` appends tokens to the cache; ``rollback`` takes it back to a shorter prefix, which
+    is how rejected draft tokens leave both caches. Attention caches are cropped to exactly the
+    prefix; caches with recurrent layers go back to the newest saved state at or before it, and
+    ``length`` says how many positions they hold, so callers feed ``seq[length:]`` next.
+    ``rollback=False``: a cache only ever appended to (the autoregressive baseline's), which saves
+    nothing and lets sliding windows drop old positions at once.
     """
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    def __init__(self, model: torch.nn.Module, *, rollback: bool = True) -> None:
         self.model = model
+        self.can_roll_back = rollback
         params = inspect.signature(model.forward).parameters
         self._cache_arg = "cache" if "cache" in params else "past_key_values"
         self.reset()
@@ -40,6 +46,7 @@ class CachedLM:
         from transformers import DynamicCache
 
         self.cache = DynamicCache(config=self.model.config)
+        self._rollback = CacheRollback(self.cache, enabled=self.can_roll_back)
         self.length = 0
         self.forwards = 0
         self.prefills = 0
@@ -48,6 +55,7 @@ class CachedLM:
     def forward(self, tokens: torch.Tensor, keep: int = 1) -> torch.Tensor:
         """(k,) new tokens -> (keep, vocab) logits of the last ``keep`` positions."""
         k = tokens.shape[-1]
+        self._rollback.before_forward(self.length)
         out = self.model(
             input_ids=tokens.view(1, k),
             use_cache=True,
@@ -62,10 +70,7 @@ class CachedLM:
 
     def rollback(self, length: int) -> None:
         """Drop cached positions beyond ``length`` (no-op when the cache is not longer)."""
-        excess = self.length - length
-        if excess > 0:
-            self.cache.crop(-excess)
-            self.length = length
+        self.length = self._rollback.rollback(self.length, length)
 
 
 def check_finite(finite: bool, where: str) -> None:

@@ -1,6 +1,9 @@
 """Tiny random model pairs for correctness tests: built from a config and a seed in milliseconds.
 
-Four architectures (Llama, GPT-2, Qwen2, Mistral) and three relations between draft and target:
+Four attention-only architectures (Llama, GPT-2, Qwen2, Mistral; Mistral optionally with a sliding
+window shorter than the context), one hybrid (Falcon-H1: every layer runs attention and a Mamba2
+state-space mixer side by side, so its cache holds a recurrent state that cannot be cropped), and
+three relations between draft and target:
 
 - ``identical``: the draft is the target (every draft token is accepted);
 - ``partial``: the draft is the target's first layer (early exit) and the target's deeper layers
@@ -19,10 +22,11 @@ from collections.abc import Iterator
 import torch
 
 ARCHITECTURES = ("llama", "gpt2", "qwen2", "mistral")
+HYBRID_ARCHITECTURES = ("falcon_h1",)
 RELATIONS = ("identical", "partial", "unrelated")
 
 _LAYER_INDEX = re.compile(r"\.(?:layers|h)\.(\d+)\.")
-_OUTPUT_PROJECTIONS = ("o_proj", "down_proj", "attn.c_proj", "mlp.c_proj")
+_OUTPUT_PROJECTIONS = ("o_proj", "down_proj", "attn.c_proj", "mlp.c_proj", "mamba.out_proj")
 
 
 def tiny_config(
@@ -34,9 +38,18 @@ def tiny_config(
     heads: int = 4,
     max_positions: int = 256,
     init_std: float = 0.1,
+    sliding_window: int | None = None,
 ) -> object:
-    """A small config of ``arch``; ``init_std`` sets how peaked the random model's distributions are."""
+    """A small config of ``arch``; ``init_std`` sets how peaked the random model's distributions are.
+
+    ``sliding_window`` (Mistral only): each position attends to the last ``sliding_window`` positions.
+    """
     from transformers import GPT2Config, LlamaConfig, MistralConfig, Qwen2Config
+
+    if sliding_window is not None and arch != "mistral":
+        raise ValueError(f"sliding_window applies to the mistral tiny architecture, not {arch!r}")
+    if arch == "falcon_h1":
+        return _falcon_h1_config(vocab_size, hidden, layers, heads, max_positions, init_std)
 
     if arch == "gpt2":
         return GPT2Config(
@@ -51,7 +64,9 @@ def tiny_config(
         )
     llama_family = {"llama": LlamaConfig, "qwen2": Qwen2Config, "mistral": MistralConfig}
     if arch not in llama_family:
-        raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        known = ", ".join(ARCHITECTURES + HYBRID_ARCHITECTURES)
+        raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {known}")
+    window = {} if sliding_window is None else {"sliding_window": sliding_window}
     return llama_family[arch](
         vocab_size=vocab_size,
         hidden_size=hidden,
@@ -62,6 +77,35 @@ def tiny_config(
         max_position_embeddings=max_positions,
         initializer_range=init_std,
         tie_word_embeddings=False,
+        bos_token_id=0,
+        eos_token_id=1,
+        **window,
+    )
+
+
+def _falcon_h1_config(
+    vocab_size: int, hidden: int, layers: int, heads: int, max_positions: int, init_std: float
+) -> object:
+    """Falcon-H1: attention and a Mamba2 mixer (``2 * hidden`` wide, state 8, conv kernel 4) in every layer."""
+    from transformers import FalconH1Config
+
+    return FalconH1Config(
+        vocab_size=vocab_size,
+        hidden_size=hidden,
+        intermediate_size=2 * hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads // 2,
+        mamba_n_heads=heads,
+        mamba_d_ssm=2 * hidden,
+        mamba_d_state=8,
+        mamba_n_groups=1,
+        mamba_d_conv=4,
+        mamba_chunk_size=16,
+        max_position_embeddings=max_positions,
+        initializer_range=init_std,
+        tie_word_embeddings=False,
+        pad_token_id=None,
         bos_token_id=0,
         eos_token_id=1,
     )
@@ -111,8 +155,9 @@ def early_exit_draft(target: torch.nn.Module, layers: int) -> torch.nn.Module:
         config.n_layer = layers
     else:
         config.num_hidden_layers = layers
-        if getattr(config, "layer_types", None):
-            config.layer_types = config.layer_types[:layers]
+        layer_types = getattr(config, "layer_types", None)
+        if layer_types and len(layer_types) != layers:  # some configs derive it from num_hidden_layers
+            config.layer_types = layer_types[:layers]
     draft = AutoModelForCausalLM.from_config(config, dtype=target.dtype)
     missing, _ = draft.load_state_dict(target.state_dict(), strict=False)
     if missing:
