@@ -12,6 +12,7 @@ import os
 import pytest
 
 from . import options as opts
+from .batched import BatchedTally, specdec_batched_baseline_factory, specdec_batched_factory  # noqa: F401
 from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     RESULTS_KEY,
     specdec_baseline_check,
@@ -38,6 +39,7 @@ MARKERS = (
     "specdec_gpu: needs a CUDA device; runs only with --specdec-gpu",
     "specdec_perf(prompts=4, max_new_tokens=32, repeats=3, warmup=1): a timing test; never timed while "
     "other xdist workers compete",
+    "specdec_batched: uses the decoder's batched entry point (generate_batch); counted in the summary",
     "specdec_statistical: a long statistical test (select with -m specdec_statistical, skip with "
     "-m 'not specdec_statistical')",
 )
@@ -74,6 +76,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[RESULTS_KEY] = SessionResults()
     config.stash[GPU_SKIPPED_KEY] = 0
     config.stash[PERF_DESELECTED_KEY] = 0
+    config.pluginmanager.register(BatchedTally(), "specdec-batched-tally")
     if options.gpu:
         _check_gpu(options)
     elif options.resolved_device().startswith("cuda"):

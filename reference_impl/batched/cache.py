@@ -62,7 +62,7 @@ class BatchedLM:
         logits of the last ``keep`` columns; row b's j-th last token is at column keep - j."""
         ids, new_valid = left_pad(chunks, self.valid.device)
         check_window(self.model.config, self.valid.shape[1] + ids.shape[1])
-        positions = (torch.tensor(self.lengths, device=ids.device).unsqueeze(1) + new_valid.cumsum(1) - 1).clamp_min(0)
+        positions = self.positions(new_valid)
         self.valid = torch.cat([self.valid, new_valid], dim=1)
         out = self.model(
             input_ids=ids,
@@ -75,6 +75,11 @@ class BatchedLM:
         for b, chunk in enumerate(chunks):
             self._count(b, chunk.shape[0])
         return out.logits[:, -keep:]
+
+    def positions(self, new_valid: torch.Tensor) -> torch.Tensor:
+        """(batch, k) validity of the new slots -> (batch, k) position ids: each row counts its own tokens."""
+        lengths = torch.tensor(self.lengths, device=new_valid.device).unsqueeze(1)
+        return (lengths + new_valid.cumsum(1) - 1).clamp_min(0)  # padding slots get a position too, never attended
 
     def _count(self, row: int, fed: int) -> None:
         if fed:

@@ -59,7 +59,7 @@ class BatchedSpeculativeDecoder:
         active = self._drop_finished(rows, list(range(len(rows))))
         with torch.inference_mode():
             while active:
-                gammas = [row_gamma(rows[r], gamma) for r in active]
+                gammas = [self.row_gamma(rows[r], gamma) for r in active]
                 self.step([rows[r] for r in active], gammas, sampling)
                 active = self._drop_finished(rows, active)
         return [row.result() for row in rows]
@@ -99,6 +99,12 @@ class BatchedSpeculativeDecoder:
         self._target.rollback(kept)
         self._draft.rollback(kept)
 
+    def row_gamma(self, row: Row, gamma: int) -> int:
+        """0 for the first token (the target's prefill) and the last; else at most remaining - 1 draft tokens."""
+        if row.length == row.prompt_len or row.sink.remaining <= 1:
+            return 0
+        return min(gamma, row.sink.remaining - 1)
+
     def _draft_chunk(self, b: int, row: Row, drafted: list[torch.Tensor], j: int) -> torch.Tensor:
         """What row b feeds the draft in pass j: the tokens the draft has not seen, then its last draft token."""
         return row.pending(self._draft.lengths[b]) if j == 0 else drafted[-1]
@@ -110,13 +116,6 @@ class BatchedSpeculativeDecoder:
             self._target.select(keep)
             self._draft.select(keep)
         return [active[b] for b in keep]
-
-
-def row_gamma(row: Row, gamma: int) -> int:
-    """0 for the first token (the target's prefill) and the last; else at most remaining - 1 draft tokens."""
-    if row.length == row.prompt_len or row.sink.remaining <= 1:
-        return 0
-    return min(gamma, row.sink.remaining - 1)
 
 
 def draw(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None):
