@@ -84,7 +84,7 @@ class PaddedOffByOne(_WithLMs):
 
 class _RollbackToBatchMaxLM(BatchedLM):
     def rollback(self, lengths):
-        self.valid &= self.valid.cumsum(1) <= max(lengths)  # BUG: a batch-wide crop to the longest kept prefix
+        self.valid = self.valid & (self.valid.cumsum(1) <= max(lengths))  # BUG: batch-wide crop to the longest
         self.lengths = [min(old, new) for old, new in zip(self.lengths, lengths, strict=True)]
         self._compact()
 

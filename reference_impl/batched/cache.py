@@ -92,7 +92,7 @@ class BatchedLM:
     def rollback(self, lengths: list[int]) -> None:
         """Keep the first ``lengths[b]`` tokens of each row (no-op for a row not longer), then compact."""
         keep = torch.tensor(lengths, device=self.valid.device).unsqueeze(1)
-        self.valid &= self.valid.cumsum(1) <= keep
+        self.valid = self.valid & (self.valid.cumsum(1) <= keep)
         self.lengths = [min(old, new) for old, new in zip(self.lengths, lengths, strict=True)]
         self._compact()
 
