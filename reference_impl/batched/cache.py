@@ -56,6 +56,7 @@ class BatchedLM:
         self.valid = torch.zeros(batch, 0, dtype=torch.bool, device=device)  # (batch, slots)
         self.lengths = [0] * batch  # valid slots per row: the tokens the row has in the cache
         self.counts = [PassCounts() for _ in range(batch)]
+        self.passes = 0  # batch-wide forward passes
 
     def forward(self, chunks: list[torch.Tensor], keep: int = 1) -> torch.Tensor:
         """One pass; ``chunks[b]``: (k_b,) new tokens of row b (may be empty) -> (batch, keep, vocab)
@@ -72,6 +73,7 @@ class BatchedLM:
             logits_to_keep=keep,
             **{self._cache_arg: self.cache},
         )
+        self.passes += 1
         for b, chunk in enumerate(chunks):
             self._count(b, chunk.shape[0])
         return out.logits[:, -keep:]
