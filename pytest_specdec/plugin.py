@@ -24,6 +24,7 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     specdec_forward_costs,
     specdec_generator,
     specdec_measure,
+    specdec_measure_batched,
     specdec_options,
     specdec_pair,
     specdec_pair_identity,
