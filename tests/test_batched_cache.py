@@ -139,3 +139,10 @@ def test_checked_wrapper_names_a_broken_batched_result(results, match):
 def test_checked_wrapper_refuses_a_decoder_without_the_entry_point():
     with pytest.raises(ContractError, match="has no generate_batch"):
         CheckedBatchedDecoder(object(), "fake:factory")
+
+
+def test_auto_gamma_is_refused_with_a_reason(decoder):
+    from reference_impl.errors import InvalidGammaError
+
+    with pytest.raises(InvalidGammaError, match="fixed gamma"):
+        decoder.generate_batch([torch.tensor([[1, 2]])], max_new_tokens=3, gamma="auto")

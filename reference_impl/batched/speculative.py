@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from ..checks import check_gamma, check_pair
+from ..errors import InvalidGammaError
 from ..kv import check_finite
 from ..sampling import GREEDY, SamplingConfig, probs_from_logits, sample, verify_greedy, verify_sampled
 from ..stats import DecodeResult
@@ -33,7 +34,7 @@ class BatchedSpeculativeDecoder:
 
     def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4) -> None:
         check_pair(target, draft)
-        self.target, self.draft, self.gamma = target, draft, check_gamma(gamma)
+        self.target, self.draft, self.gamma = target, draft, fixed_gamma(gamma)
         self._target, self._draft = BatchedLM(target), BatchedLM(draft)
 
     def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, sampling: SamplingConfig = GREEDY,
@@ -50,7 +51,7 @@ class BatchedSpeculativeDecoder:
         return self._decode(prompts, max_new_tokens, sampling, gamma, eos_token_id, generators)
 
     def _decode(self, prompts, max_new_tokens, sampling, gamma, eos_token_id, generators, on_token=None):
-        gamma = check_gamma(self.gamma if gamma is None else gamma)
+        gamma = fixed_gamma(self.gamma if gamma is None else gamma)
         rows = make_rows(self.target, prompts, max_new_tokens, sampling, eos_token_id, generators, on_token)
         self._target.reset(len(rows))
         self._draft.reset(len(rows))
@@ -116,6 +117,13 @@ class BatchedSpeculativeDecoder:
             self._target.select(keep)
             self._draft.select(keep)
         return [active[b] for b in keep]
+
+
+def fixed_gamma(gamma: object) -> int:
+    if gamma == "auto":
+        raise InvalidGammaError("the batched reference takes a fixed gamma (draft tokens per step), not 'auto': "
+                                "auto gamma tracks one sequence's acceptance; pass an integer such as 4")
+    return check_gamma(gamma)
 
 
 def draw(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Generator | None):
