@@ -10,7 +10,7 @@ import functools
 from dataclasses import dataclass
 
 import torch
-from hypothesis import settings
+from hypothesis import event, settings
 from hypothesis import strategies as st
 
 from reference_impl import GREEDY, AutoregressiveDecoder, SamplingConfig
@@ -66,12 +66,22 @@ def batches(draw, max_rows: int = 9, max_prompt: int = 24, max_new: int = 40) ->
     return Batch(
         arch=draw(st.sampled_from(ARCHITECTURES)),
         relation=draw(st.sampled_from(("partial", "partial", "unrelated", "identical"))),
-        prompts=tuple(map(tuple, draw(per_row(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=max_prompt))))),
+        prompts=tuple(tuple(draw(st.lists(st.integers(0, VOCAB - 1), min_size=length, max_size=length)))
+                      for length in draw(per_row(st.integers(1, max_prompt)))),  # lengths spread over 1..max_prompt
         max_new_tokens=tuple(draw(per_row(st.integers(0, max_new)))),
         eos=tuple(draw(per_row(st.one_of(st.none(), st.integers(0, VOCAB - 1))))),
         gamma=draw(st.integers(1, 6)),
         seeds=tuple(draw(per_row(st.integers(0, 2**31 - 1)))),
     )
+
+
+def describe_events(batch: Batch) -> None:
+    """What hypothesis drew, for --hypothesis-show-statistics: rows, architecture, prompt-length spread."""
+    lengths = [len(p) for p in batch.prompts]
+    event(f"{len(lengths)} rows")
+    event(batch.arch)
+    event(f"prompt-length spread (max - min) {5 * ((max(lengths) - min(lengths)) // 5)}+")
+    event("a row finishes before the others" if len({*batch.max_new_tokens}) > 1 or any(batch.eos) else "rows alike")
 
 
 def decode(decoder, batch: Batch, order: list[int], sampling: SamplingConfig = GREEDY) -> dict[int, object]:

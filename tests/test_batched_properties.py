@@ -28,15 +28,25 @@ from pytest_specdec.numerics import judge_greedy
 from reference_impl import AutoregressiveDecoder
 from reference_impl.models.tiny import ARCHITECTURES
 
-from .batched_checks import SAMPLED, WORK_FIELDS, Batch, alone_mismatches, batches, examples, greedy_mismatches
+from .batched_checks import (
+    SAMPLED,
+    WORK_FIELDS,
+    Batch,
+    alone_mismatches,
+    batches,
+    describe_events,
+    examples,
+    greedy_mismatches,
+)
 from .pairs import cached_pair
 
 pytestmark = [pytest.mark.specdec_batched, pytest.mark.usefixtures("single_torch_thread")]
 
 
-@examples(8, 15)  # dev 15, ci 25, thorough 250
+@examples(10, 12)  # dev 12, ci 20, thorough 200
 @given(batch=batches(), data=st.data())
 def test_each_row_equals_target_greedy(specdec_batched_factory, batch, data):
+    describe_events(batch)
     order = data.draw(st.permutations(list(batch.rows())))
     bad = greedy_mismatches(specdec_batched_factory(*batch.pair), batch, order)
     assert not bad, f"{batch.describe()}, order {order}:\n" + "\n".join(bad)
