@@ -174,7 +174,7 @@ def run_samples(batch_sizes: tuple[int, ...], n: int, threads: int | None) -> di
 def samples_markdown(result: dict[str, Any]) -> str:
     env = result["environment"]
     lines = [f"#### Samples/s for the end-to-end distribution test ({result['length']}-token continuations, "
-             f"{result['sampling']}, gamma {result['gamma']}, about {result['n']} samples per row)", "",
+             f"{result['sampling']}, gamma {result['gamma']}, about {result['n']} samples per source)", "",
              f"{env['device']}, torch {env['torch']} ({env['torch_threads']} threads).", "",
              "| source | samples/s | gain |", "|---|---|---|"]
     for row in result["rows"]:
