@@ -290,3 +290,56 @@ def specdec_baseline_check(
         return comparison
 
     return check
+
+
+# --- batched throughput (see perf_batched.py) ------------------------------------------------------
+
+
+@pytest.fixture
+def specdec_measure_batched(
+    request: pytest.FixtureRequest,
+    specdec_options: SpecDecOptions,
+    specdec_pair: Any,
+    specdec_prompts: list[Any],
+    specdec_results: SessionResults,
+    specdec_pair_identity: dict[str, Any],
+    specdec_batched_factory: Callable[..., Any],
+    specdec_batched_baseline_factory: Callable[..., Any],
+) -> Callable[..., Any]:
+    """``measure(gamma=None, sampling=GREEDY, name=None)``: time the decoder under test's ``generate_batch`` on
+    the session's prompts as one batch (``prompts`` of the ``specdec_perf`` marker is the batch size) against
+    the batched baseline, interleaved; note the figures in the summary and judge them against the stored
+    baseline as ``specdec_baseline_check`` does. Skips when the decoder has no batched entry point."""
+    import torch
+
+    from reference_impl.sampling import GREEDY
+
+    from .baselines import prompt_digest
+    from .perf_batched import BatchedPerfRecord, check_against_baseline, measure_batched
+
+    marker = request.node.get_closest_marker("specdec_perf")
+    settings = {"prompts": 8, "max_new_tokens": 32, "repeats": 5, "warmup": 1, **(marker.kwargs if marker else {})}
+    decoder = specdec_batched_factory(specdec_pair.target, specdec_pair.draft)
+    baseline = specdec_batched_baseline_factory(specdec_pair.target)
+    prompts = [specdec_prompts[i % len(specdec_prompts)] for i in range(settings["prompts"])]
+    device = specdec_pair.device
+
+    def measure(gamma: int | None = None, sampling: Any = GREEDY, name: str | None = None) -> BatchedPerfRecord:
+        runs = measure_batched(
+            {"speculative": decoder, "baseline": baseline}, prompts, repeats=settings["repeats"],
+            warmup=settings["warmup"], max_new_tokens=settings["max_new_tokens"], sampling=sampling, gamma=gamma,
+            make_generators=lambda r: [torch.Generator(device=device).manual_seed(1000 * r + i) for i in
+                                       range(len(prompts))],
+            sync=(lambda: torch.cuda.synchronize(device)) if device.startswith("cuda") else (lambda: None))
+        protocol = {"prompts": prompt_digest(prompts), "max_new_tokens": settings["max_new_tokens"],
+                    "repeats": settings["repeats"], "warmup": settings["warmup"]}
+        record = BatchedPerfRecord(name or request.node.name, specdec_pair.label, len(prompts), gamma,
+                                   sampling.describe(), settings["max_new_tokens"], runs["speculative"],
+                                   runs["baseline"], extra={"protocol": protocol,
+                                                            "torch_threads": torch.get_num_threads()})
+        specdec_results.notes.append(record.note())
+        check_against_baseline(record, options=specdec_options, pair=specdec_pair, identity=specdec_pair_identity,
+                               decoder_name=decoder.name, decoder_spec=decoder.label, results=specdec_results)
+        return record
+
+    return measure

@@ -14,6 +14,7 @@ import pytest
 
 from . import findings
 from . import options as opts
+from .batched import BatchedTally, specdec_batched_baseline_factory, specdec_batched_factory  # noqa: F401
 from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     RESULTS_KEY,
     specdec_base_decoder,
@@ -26,6 +27,7 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     specdec_forward_costs,
     specdec_generator,
     specdec_measure,
+    specdec_measure_batched,
     specdec_options,
     specdec_pair,
     specdec_pair_identity,
@@ -41,6 +43,7 @@ MARKERS = (
     "specdec_gpu: needs a CUDA device; runs only with --specdec-gpu",
     "specdec_perf(prompts=4, max_new_tokens=32, repeats=3, warmup=1): a timing test; never timed while "
     "other xdist workers compete",
+    "specdec_batched: uses the decoder's batched entry point (generate_batch); counted in the summary",
     "specdec_statistical: a long statistical test (select with -m specdec_statistical, skip with "
     "-m 'not specdec_statistical')",
     findings.MARKER,
@@ -81,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[GPU_SKIPPED_KEY] = 0
     config.stash[PERF_DESELECTED_KEY] = 0
     config.pluginmanager.register(findings.Recorder(config.stash[RESULTS_KEY].findings), "specdec-findings")
+    config.pluginmanager.register(BatchedTally(), "specdec-batched-tally")
     if options.gpu:
         _check_gpu(options)
     elif options.resolved_device().startswith("cuda"):

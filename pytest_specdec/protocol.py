@@ -128,3 +128,83 @@ class CheckedDecoder:
 def make_decoder(factory: DecoderFactory, label: str, target: Any, draft: Any, **options: Any) -> CheckedDecoder:
     """Call ``factory`` and wrap what it returns; a factory that raises is reported with its spec."""
     return CheckedDecoder(factory(target, draft, **options), label, target, draft)
+
+
+# --- the optional batched entry point --------------------------------------------------------------
+#
+#     def generate_batch(self, prompts, *, max_new_tokens, sampling, gamma=None, eos_token_id=None,
+#                        generators=None) -> list[DecodeResult]
+#
+# prompts: a list of (1, L_i) LongTensors of any lengths; max_new_tokens and eos_token_id: one value
+# for every row or a list with one per row; generators: None or one torch.Generator (or None) per row,
+# row i's randomness drawn from generators[i] alone, so a row's tokens do not depend on the batch.
+# One DecodeResult per row, in the prompts' order, with that row's own tokens and stats.
+
+DEFAULT_BATCHED_IMPL = "reference_impl.batched:BatchedSpeculativeDecoder"
+BATCHED_BASELINE_IMPL = "reference_impl.batched:BatchedAutoregressiveDecoder"
+
+
+@runtime_checkable
+class BatchedDecoder(Protocol):
+    def generate_batch(
+        self,
+        prompts: list[torch.Tensor],
+        *,
+        max_new_tokens: int | list[int],
+        sampling: SamplingConfig,
+        gamma: int | None = None,
+        eos_token_id: int | list[int | None] | None = None,
+        generators: list[torch.Generator | None] | None = None,
+    ) -> list[DecodeResult]: ...
+
+
+def has_batched_entry_point(decoder: Any) -> bool:
+    """Whether ``decoder`` (or the decoder a ``CheckedDecoder`` wraps) implements ``generate_batch``."""
+    return callable(getattr(getattr(decoder, "inner", decoder), "generate_batch", None))
+
+
+class CheckedBatchedDecoder:
+    """Wraps a decoder with ``generate_batch`` and checks every batched result against the protocol."""
+
+    def __init__(self, decoder: Any, label: str) -> None:
+        self.inner = getattr(decoder, "inner", decoder)
+        self.label = label
+        self.name = getattr(self.inner, "name", type(self.inner).__name__)
+        if not has_batched_entry_point(self.inner):
+            raise ContractError(f"{label}: {type(self.inner).__name__} has no generate_batch() method")
+
+    def generate_batch(self, prompts: list[torch.Tensor], *, max_new_tokens: int | list[int],
+                       eos_token_id: int | list[int | None] | None = None, **kwargs: Any) -> list[DecodeResult]:
+        results = self.inner.generate_batch(prompts, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
+                                            **kwargs)
+        if not isinstance(results, list) or len(results) != len(prompts):
+            got = f"{len(results)} results" if isinstance(results, list) else type(results).__name__
+            raise ContractError(f"{self.label}: generate_batch() must return a list of one DecodeResult per "
+                                f"prompt ({len(prompts)}), got {got}")
+        limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
+        eos = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id] * len(prompts)
+        for row, (result, limit, eos_id) in enumerate(zip(results, limits, eos, strict=True)):
+            self._check_row(row, result, limit, eos_id, kwargs.get("gamma"))
+        return results
+
+    def _check_row(self, row: int, result: Any, limit: int, eos_id: int | None, gamma: object) -> None:
+        tokens = getattr(result, "tokens", None)
+        where = f"{self.label}: generate_batch() row {row}"
+        if not isinstance(tokens, list) or not all(type(t) is int for t in tokens):
+            kinds = sorted({type(t).__name__ for t in tokens}) if isinstance(tokens, list) else type(tokens).__name__
+            raise ContractError(f"{where}: tokens must be a list of Python ints, got {kinds}")
+        if len(tokens) > limit:
+            raise ContractError(f"{where} returned {len(tokens)} tokens for max_new_tokens={limit}")
+        if eos_id is not None and eos_id in tokens[:-1]:
+            raise ContractError(f"{where} continued past its EOS token {eos_id} (at index {tokens.index(eos_id)})")
+        if getattr(result, "stats", None) is None:
+            raise ContractError(f"{where}: the DecodeResult has no stats record")
+        # A row's counts obey the single-sequence rules; passes are shared by the batch, so the models'
+        # own pass counts are compared only for generate() (PassObserver), not per row.
+        problems = count_violations(result.stats, tokens, gamma)
+        if problems:
+            raise ContractError(f"{where}: the row's counts disagree with what it emitted "
+                                f"({len(tokens)} tokens, gamma={gamma}):\n  - " + "\n  - ".join(problems))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)

@@ -1,0 +1,68 @@
+"""The batched autoregressive baseline: the target alone, one pass per token for the whole batch.
+
+Rows of different prompt lengths share each pass (``BatchedLM``: left padding, masks, explicit
+positions); each row samples with its own generator and leaves the batch when it finishes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from ..kv import check_finite
+from ..sampling import GREEDY, SamplingConfig, choose_token
+from ..stats import DecodeResult
+from .cache import BatchedLM
+from .rows import make_rows
+
+
+class BatchedAutoregressiveDecoder:
+    """Greedy or sampled decoding of a batch of prompts with the target model and one shared KV cache."""
+
+    name = "autoregressive-batched"
+
+    def __init__(self, target: torch.nn.Module, draft: torch.nn.Module | None = None, **options: object) -> None:
+        if options:
+            raise TypeError(f"BatchedAutoregressiveDecoder takes no options, got {sorted(options)}")
+        self.target = target
+        self._target = BatchedLM(target)
+
+    def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, sampling: SamplingConfig = GREEDY,
+                 gamma: int | None = None, eos_token_id: int | None = None, generator: torch.Generator | None = None,
+                 on_token: Callable[[int], None] | None = None) -> DecodeResult:
+        """The single-sequence protocol: a batch of one. ``gamma`` is accepted and ignored."""
+        return self._decode([input_ids], max_new_tokens, sampling, eos_token_id, [generator], [on_token])[0]
+
+    def generate_batch(self, prompts: Sequence[torch.Tensor], *, max_new_tokens: int | Sequence[int],
+                       sampling: SamplingConfig = GREEDY, gamma: int | None = None,
+                       eos_token_id: int | Sequence[int | None] | None = None,
+                       generators: Sequence[torch.Generator | None] | None = None) -> list[DecodeResult]:
+        """(1, L_i) prompts -> one result per row. ``gamma`` is accepted and ignored."""
+        return self._decode(prompts, max_new_tokens, sampling, eos_token_id, generators)
+
+    def _decode(self, prompts, max_new_tokens, sampling, eos_token_id, generators, on_token=None):
+        rows = make_rows(self.target, prompts, max_new_tokens, sampling, eos_token_id, generators, on_token)
+        target = self._target
+        target.reset(len(rows))
+        for row, counts in zip(rows, target.counts, strict=True):
+            row.target_counts = counts
+        active = list(rows)
+        with torch.inference_mode():
+            while active := self._drop_finished(active):
+                logits = target.forward([row.pending(target.lengths[b]) for b, row in enumerate(active)])[:, -1]
+                tokens = [choose_token(logits[b], sampling, row.generator) for b, row in enumerate(active)]
+                *token_ids, finite = torch.stack([*tokens, torch.isfinite(logits).all()]).tolist()
+                check_finite(bool(finite), "target")
+                for row, token_id in zip(active, token_ids, strict=True):
+                    first = row.length == row.prompt_len
+                    row.commit([token_id])
+                    if first:
+                        row.counter.forwards_before_first_token = row.target_counts.forwards
+        return [row.result() for row in rows]
+
+    def _drop_finished(self, active: list) -> list:
+        keep = [b for b, row in enumerate(active) if not row.finished]
+        if len(keep) < len(active):
+            self._target.select(keep)
+        return [active[b] for b in keep]
