@@ -41,6 +41,7 @@ class EngineRow:
     steps: int
     rejections: int
     tokens: int
+    accepted_by_position: tuple[int, ...] = ()  # steps whose draft token at position i was accepted
 
     @property
     def alpha(self) -> float:
@@ -56,6 +57,11 @@ class EngineRow:
         return 1 + self.accepted / self.steps if self.steps else math.nan
 
     @property
+    def rate_by_position(self) -> tuple[float, ...]:
+        """Accepted at draft position i per step (llama.cpp's own per-position figure)."""
+        return tuple(a / self.steps for a in self.accepted_by_position) if self.steps else ()
+
+    @property
     def speedup(self) -> float:
         return self.tps_draft / self.tps_plain
 
@@ -64,18 +70,20 @@ class EngineRow:
         return self.ttft_draft / self.ttft_plain
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "alpha": self.alpha, "acceptance_rate": self.acceptance_rate, "tau": self.tau,
+        return {**asdict(self), "rate_by_position": list(self.rate_by_position), "alpha": self.alpha,
+                "acceptance_rate": self.acceptance_rate, "tau": self.tau,
                 "speedup": self.speedup, "ttft_ratio": self.ttft_ratio}
 
     def table_line(self) -> str:
         return (f"| {self.gamma} | {self.ttft_plain * 1e3:.2f} / {self.ttft_draft * 1e3:.2f} | "
                 f"{self.tpot_plain * 1e3:.2f} / {self.tpot_draft * 1e3:.2f} | "
                 f"{self.tps_plain:.0f} / {self.tps_draft:.0f} | {self.speedup:.2f} | "
-                f"{self.alpha:.3f} | {self.tau:.2f} |")
+                f"{self.alpha:.3f} | {self.tau:.2f} | {' '.join(f'{r:.2f}' for r in self.rate_by_position)} |")
 
 
 TABLE_HEADER = ("| gamma | TTFT ms (no draft / draft) | TPOT ms (no draft / draft) | tok/s (no draft / draft) "
-                "| speedup | alpha | tau |\n|---|---|---|---|---|---|---|")
+                "| speedup | alpha | tau | accepted per step at draft position 1..gamma |\n"
+                "|---|---|---|---|---|---|---|---|")
 
 
 def measure(draft_decoder: Any, plain_decoder: Any, counting_decoder: Any, prompts: list[Any], *, gamma: int,
@@ -106,6 +114,7 @@ def measure(draft_decoder: Any, plain_decoder: Any, counting_decoder: Any, promp
         drafted=sum(s.drafted for s in counts), accepted=sum(s.accepted for s in counts),
         steps=sum(s.steps for s in counts), rejections=sum(s.rejections for s in counts),
         tokens=sum(s.new_tokens for s in counts),
+        accepted_by_position=tuple(int(sum(s.extra.get(f"accepted_at_{i}", 0) for s in counts)) for i in range(gamma)),
     )
 
 

