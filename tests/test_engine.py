@@ -48,6 +48,9 @@ CONFIGS = {
     "top_k": SamplingConfig(temperature=1.0, top_k=20),
     "top_p": SamplingConfig(temperature=1.0, top_p=0.9),
 }
+# Largest |engine log-prob - HF float32 log-prob| the engine's kernels may add (test_engine_logprobs_agree_with_hf):
+# a greedy divergence where the HF target's top-2 gap is below twice this is a near-tie of the two kernels.
+ENGINE_LOGIT_NOISE = 1e-3
 PERF_GAMMAS = (2, 4)
 PERF_TOKENS, PERF_REPEATS, PERF_PROMPTS = 64, 3, 4
 
@@ -76,13 +79,13 @@ def cases(prompts) -> list[tuple[int, int]]:
 
 
 def greedy_bugs(decoder, target, prompts, expected) -> list[str]:
-    """Divergences from ``expected`` that are not near-ties of the HF target's logits."""
+    """Divergences from ``expected`` that are not near-ties of the HF target's logits (engine kernel noise)."""
     bugs = []
     for index, n in cases(prompts):
         got = decoder.generate(prompts[index], max_new_tokens=n, sampling=GREEDY).tokens
         verdict = judge_greedy(target, prompts[index], got, expected(index, n))
-        if not verdict.ok:
-            bugs.append(f"prompt {index}, {n} tokens: {verdict.describe()}")
+        if not verdict.ok and verdict.gap > 2 * ENGINE_LOGIT_NOISE:
+            bugs.append(f"prompt {index}, {n} tokens: {verdict.describe()} (engine noise {ENGINE_LOGIT_NOISE})")
     return bugs
 
 
@@ -101,6 +104,22 @@ class OneTokenOff:
 
 
 # --- greedy -----------------------------------------------------------------------------------------
+
+
+def test_engine_logprobs_agree_with_hf_target(specdec_engine, target, specdec_prompts):
+    """The engine's top-5 log-probabilities along its greedy path are within ENGINE_LOGIT_NOISE of HF's."""
+    plain, worst = specdec_engine.decoder(draft=False), 0.0
+    for prompt in specdec_prompts[:4]:
+        tokens = plain.generate(prompt, max_new_tokens=32, sampling=GREEDY).tokens
+        engine = plain.top_logprobs(prompt[0].tolist(), 32, k=5)
+        ids = torch.cat([prompt[0], torch.tensor(tokens)]).unsqueeze(0)
+        with torch.inference_mode():
+            hf = target(input_ids=ids, use_cache=False).logits[0, prompt.shape[1] - 1 :].double().log_softmax(-1)
+        assert len(engine) == len(tokens)
+        for i, top in enumerate(engine):
+            worst = max(worst, *(abs(value - float(hf[i, token])) for token, value in top.items()))
+    print(f"largest engine - HF log-prob difference: {worst:.3g}")
+    assert worst < ENGINE_LOGIT_NOISE
 
 
 def test_engine_without_draft_matches_hf_target(specdec_engine, target, specdec_prompts, hf_greedy):

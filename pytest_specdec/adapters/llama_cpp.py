@@ -62,6 +62,15 @@ class LlamaCppDecoder(EngineHTTPDecoder):
     def stopped_on_own_eos(self, events: list[dict[str, Any]]) -> bool:
         return bool(events) and events[-1].get("stop_type") == "eos"
 
+    def top_logprobs(self, prompt: list[int], max_new_tokens: int, k: int = 5) -> list[dict[int, float]]:
+        """Greedy continuation with the engine's top-``k`` log-probabilities (raw softmax) at each new token."""
+        body = {**self.payload(prompt, max_new_tokens, SamplingConfig(), 0), "n_probs": k}
+        positions: list[dict[int, float]] = []
+        for event in self._events(body):
+            for entry in event.get("completion_probabilities", []):
+                positions.append({int(c["id"]): float(c["logprob"]) for c in entry["top_logprobs"]})
+        return positions
+
     def counters(self) -> dict[str, float]:
         """The server's cumulative speculative counters, from ``/metrics`` (``--metrics``)."""
         values: dict[str, float] = {}
