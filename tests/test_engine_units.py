@@ -241,3 +241,11 @@ def test_engine_bin_that_does_not_exist_is_a_usage_error(pytester, tmp_path):
     result = pytester.runpytest("-p", "no:cacheprovider", f"--specdec-engine-bin={tmp_path / 'nope'}")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*--specdec-engine-bin*does not exist or is not executable*"])
+
+
+def test_top_p_slack_forgives_only_the_edge():
+    table = torch.randn(64, 64, generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2
+    target, prompt, law = MarkovLM(table), torch.tensor([[3, 9]]), SamplingConfig(temperature=1.0, top_p=0.9)
+    least_likely = int(table[9].argmin())  # far outside the top-p set
+    result = pit_test(target, prompt, [[least_likely]], law, top_p_slack=1e-3)
+    assert result.impossible == 1 and result.boundary == 0 and result.rejects(1e-4)
