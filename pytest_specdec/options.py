@@ -175,3 +175,30 @@ OPTIONS_KEY = pytest.StashKey[SpecDecOptions]()
 
 def get_options(config: pytest.Config) -> SpecDecOptions:
     return config.stash[OPTIONS_KEY]
+
+
+# --- Serving-engine options (the specdec_engine tests; pytest_specdec.engine_plugin) ------------------
+ENGINE_URL = "--specdec-engine-url"
+ENGINE_BIN = "--specdec-engine-bin"
+_ENGINE_OPTIONS: tuple[tuple[str, str, str], ...] = (
+    (ENGINE_URL, "specdec_engine_url", "a speculative serving engine already running, as http://host:port "
+     "(llama.cpp's server by default); the specdec_engine tests send it token ids"),
+    (ENGINE_BIN, "specdec_engine_bin", "a llama-server binary the specdec_engine tests start on 127.0.0.1 "
+     "(default: $SPECDEC_ENGINE_BIN, else a build in the cache; see docs/engines.md)"),
+)
+
+
+def add_engine_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("specdec", "speculative decoding checks")
+    for flag, ini, help_text in _ENGINE_OPTIONS:
+        group.addoption(flag, action="store", default=None, metavar=ini.removeprefix("specdec_").upper(),
+                        help=help_text)
+        parser.addini(ini, help_text, default="")
+
+
+def engine_option(config: pytest.Config, flag: str) -> str | None:
+    """The value of an engine option (command line over ini), or None."""
+    ini = next(name for f, name, _ in _ENGINE_OPTIONS if f == flag)
+    given = config.getoption(flag)
+    value = given if given is not None else config.getini(ini)
+    return str(value).strip() or None

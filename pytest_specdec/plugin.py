@@ -49,6 +49,8 @@ MARKERS = (
     findings.MARKER,
     "specdec_long: a long-context or long-generation correctness test, deselected by default (select with "
     "-m specdec_long)",
+    "specdec_engine: runs against a serving engine (llama-server binary or --specdec-engine-url); skipped "
+    "with one summary line when there is none",
 )
 
 GPU_SKIPPED_KEY = pytest.StashKey[int]()
@@ -57,6 +59,7 @@ PERF_DESELECTED_KEY = pytest.StashKey[int]()
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     opts.add_options(parser)
+    opts.add_engine_options(parser)
 
 
 def _check_gpu(options: opts.SpecDecOptions) -> None:
@@ -78,6 +81,9 @@ def _check_gpu(options: opts.SpecDecOptions) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
+    from . import engine_plugin
+
+    config.pluginmanager.register(engine_plugin, "specdec-engine")
     options = opts.SpecDecOptions.from_pytest_config(config)
     config.stash[opts.OPTIONS_KEY] = options
     config.stash[RESULTS_KEY] = SessionResults(root=config.rootpath)
