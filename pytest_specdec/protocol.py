@@ -184,10 +184,12 @@ class CheckedBatchedDecoder:
         limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
         eos = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id] * len(prompts)
         for row, (result, limit, eos_id) in enumerate(zip(results, limits, eos, strict=True)):
-            self._check_row(row, result, limit, eos_id, kwargs.get("gamma"))
+            self._check_row(row, result, limit, eos_id)
+        for row, result in enumerate(results):
+            self._check_row_counts(row, result, kwargs.get("gamma"))
         return results
 
-    def _check_row(self, row: int, result: Any, limit: int, eos_id: int | None, gamma: object) -> None:
+    def _check_row(self, row: int, result: Any, limit: int, eos_id: int | None) -> None:
         tokens = getattr(result, "tokens", None)
         where = f"{self.label}: generate_batch() row {row}"
         if not isinstance(tokens, list) or not all(type(t) is int for t in tokens):
@@ -199,12 +201,15 @@ class CheckedBatchedDecoder:
             raise ContractError(f"{where} continued past its EOS token {eos_id} (at index {tokens.index(eos_id)})")
         if getattr(result, "stats", None) is None:
             raise ContractError(f"{where}: the DecodeResult has no stats record")
+
+    def _check_row_counts(self, row: int, result: DecodeResult, gamma: object) -> None:
         # A row's counts obey the single-sequence rules; passes are shared by the batch, so the models'
         # own pass counts are compared only for generate() (PassObserver), not per row.
-        problems = count_violations(result.stats, tokens, gamma)
+        problems = count_violations(result.stats, result.tokens, gamma)
         if problems:
+            where = f"{self.label}: generate_batch() row {row}"
             raise ContractError(f"{where}: the row's counts disagree with what it emitted "
-                                f"({len(tokens)} tokens, gamma={gamma}):\n  - " + "\n  - ".join(problems))
+                                f"({len(result.tokens)} tokens, gamma={gamma}):\n  - " + "\n  - ".join(problems))
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)

@@ -116,7 +116,7 @@ class Returns:
         return self.results
 
 
-ROW = DecodeResult(tokens=[1, 2], stats=DecodeStats())
+ROW = DecodeResult(tokens=[1, 2], stats=DecodeStats(new_tokens=2))
 
 
 @pytest.mark.parametrize(
@@ -134,6 +134,14 @@ def test_checked_wrapper_names_a_broken_batched_result(results, match):
     checked = CheckedBatchedDecoder(Returns(results), "fake:factory")
     with pytest.raises(ContractError, match=match):
         checked.generate_batch([torch.tensor([[1]])] * 2, max_new_tokens=[3, 3], eos_token_id=[7, None])
+
+
+def test_checked_wrapper_checks_each_rows_counts():
+    """A row whose counts disagree with its tokens fails with the counters rule (pytest_specdec/counters.py)."""
+    overcounted = DecodeResult(tokens=[1, 2], stats=DecodeStats(new_tokens=2, steps=1, drafted=2, accepted=3))
+    checked = CheckedBatchedDecoder(Returns([ROW, overcounted]), "fake:factory")
+    with pytest.raises(ContractError, match="row 1: the row's counts disagree"):
+        checked.generate_batch([torch.tensor([[1]])] * 2, max_new_tokens=[3, 3])
 
 
 def test_checked_wrapper_refuses_a_decoder_without_the_entry_point():
