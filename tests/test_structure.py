@@ -94,3 +94,26 @@ def test_the_build_command_line_keeps_its_defaults():
 
     args = parse_args(["--out", "somewhere"])
     assert (str(args.out), args.target_steps, args.draft_steps, args.batch_size) == ("somewhere", 700, 360, 8)
+
+
+MAX_MODULE_LINES = 400  # DESIGN.md: split a module by job before it passes this
+
+
+def oversized_modules(folders: tuple[str, ...] = ("pytest_specdec", "reference_impl"), limit: int = MAX_MODULE_LINES):
+    """``path: lines`` of every module of the packages longer than ``limit`` lines."""
+    found = []
+    for folder in folders:
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            lines = len(path.read_text(encoding="utf-8").splitlines())
+            if lines > limit:
+                found.append(f"{path.relative_to(ROOT)}: {lines}")
+    return found
+
+
+def test_no_package_module_passes_the_size_limit():
+    assert oversized_modules() == [], f"split these by job (limit {MAX_MODULE_LINES} lines)"
+
+
+def test_the_size_check_names_an_oversized_module():
+    """Companion: at a limit every real module passes, the check lists them."""
+    assert "pytest_specdec/counters.py" in " ".join(oversized_modules(limit=10))
