@@ -102,12 +102,15 @@ def measure_costs(
     context: int = 32,
     repeats: int = 5,
     clock: Callable[[], float] = time.perf_counter,
+    count_into: tuple[CachedLM, CachedLM] | None = None,
 ) -> CostModel:
     """Time draft and target decode passes and target passes over 1..max_tokens tokens.
 
     Both models first prefill ``context`` tokens; each timed pass is then rolled back, so every
     pass sees the same context. Rounds interleave all pass kinds (so drift hits them alike), one
     untimed round warms up, and each figure is the median over ``repeats`` rounds.
+    ``count_into``: a decoder's own (target, draft) ``CachedLM``s, whose pass counters then include
+    these probe passes, so the stats of the call that measured the costs report every pass it ran.
     """
     device = model_device(target)
     vocab = target.get_output_embeddings().weight.shape[0]
@@ -124,6 +127,9 @@ def measure_costs(
             if round_index:  # round 0 is the warm-up
                 for name, seconds in timed.items():
                     samples[name].append(seconds)
+    if count_into is not None:
+        for mine, probe in zip(count_into, (target_lm, draft_lm), strict=True):
+            mine.add_counts(probe)
     medians = {name: statistics.median(values) for name, values in samples.items()}
     verify = tuple(medians[f"verify{k}"] for k in range(1, max_tokens + 1))
     return CostModel(target_decode_s=verify[0], draft_decode_s=medians["draft"], verify_s=verify)

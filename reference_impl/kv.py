@@ -68,6 +68,12 @@ class CachedLM:
         self.length += k
         return out.logits[0, -keep:]
 
+    def add_counts(self, other: CachedLM) -> None:
+        """Count ``other``'s passes as this one's (passes a decoder ran on the same model outside this cache)."""
+        self.forwards += other.forwards
+        self.prefills += other.prefills
+        self.tokens_fed += other.tokens_fed
+
     def rollback(self, length: int) -> None:
         """Drop cached positions beyond ``length`` (no-op when the cache is not longer)."""
         self.length = self._rollback.rollback(self.length, length)

@@ -8,7 +8,8 @@ work, so time to first token equals the autoregressive baseline's.
 
 ``gamma="auto"`` picks each step's gamma from the decoder's running alpha estimate and the costs
 of drafting and verifying measured on the device (``autogamma``): the costs are measured once,
-at the first speculative step (after the first token), unless passed in as ``costs``. The alpha
+at the first speculative step (after the first token), unless passed in as ``costs``; the
+probe passes count in that call's stats, as passes the call ran. The alpha
 estimate carries over between calls, so with auto gamma the gammas (not the distribution of the
 output) depend on what the decoder decoded before.
 """
@@ -74,7 +75,7 @@ class SpeculativeDecoder:
     def choose_gamma(self, max_gamma: int | None = None) -> int:
         """Auto gamma: the best predicted speedup at the running alpha estimate (costs measured once)."""
         if self.costs is None:
-            self.costs = measure_costs(self.target, self.draft)
+            self.costs = measure_costs(self.target, self.draft, count_into=(self._target, self._draft))
         return choose_gamma(self.alpha.alpha, self.costs, max_gamma=max_gamma)
 
     def _step_gamma(self, gamma: int | str, remaining: int) -> int:

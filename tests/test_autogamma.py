@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from reference_impl import AutoregressiveDecoder, InvalidGammaError, SpeculativeDecoder
+from reference_impl import AutoregressiveDecoder, InvalidGammaError, SamplingConfig, SpeculativeDecoder
 from reference_impl.autogamma import AlphaTracker, CostModel, choose_gamma, measure_costs
 from reference_impl.stats import predicted_speedup
 
@@ -184,3 +184,18 @@ def test_other_strings_are_bad_gammas(gamma):
     target, draft = cached_pair("llama", "partial")
     with pytest.raises(InvalidGammaError, match="gamma must be an integer >= 1"):
         SpeculativeDecoder(target, draft, gamma=gamma)
+
+
+def test_auto_gamma_counts_its_cost_probe_passes():
+    """The first auto-gamma call measures the costs on the models: those passes are part of the call, so its
+    stats report them and the counters check (every result through the protocol) agrees with the models."""
+    from pytest_specdec.protocol import make_decoder
+
+    target, draft = cached_pair("llama", "partial")
+    decoder = make_decoder(lambda t, d: SpeculativeDecoder(t, d, gamma="auto"), "auto", target, draft)
+    prompt = torch.tensor([[3, 17, 42, 8, 5]])
+    first = decoder.generate(prompt, max_new_tokens=12, sampling=SamplingConfig()).stats
+    second = decoder.generate(prompt, max_new_tokens=12, sampling=SamplingConfig()).stats
+    assert first.target_prefills == 2 and second.target_prefills == 1  # the probe prefills its own context once
+    assert first.target_forwards > second.target_forwards
+    assert first.forwards_before_first_token == second.forwards_before_first_token == 1
