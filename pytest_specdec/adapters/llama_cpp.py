@@ -45,7 +45,7 @@ class LlamaCppDecoder(EngineHTTPDecoder):
     def __init__(self, url: str, *, gamma: int | None = None, count_steps: bool = True, **kwargs: Any) -> None:
         super().__init__(url, gamma=gamma, **kwargs)
         self.count_steps = count_steps
-        self._counters = self.counters() if count_steps else {}
+        self._counters: dict[str, float] = {}
 
     def payload(self, prompt: list[int], max_new_tokens: int, sampling: SamplingConfig, seed: int) -> dict[str, Any]:
         return {
@@ -70,6 +70,11 @@ class LlamaCppDecoder(EngineHTTPDecoder):
             for entry in event.get("completion_probabilities", []):
                 positions.append({int(c["id"]): float(c["logprob"]) for c in entry["top_logprobs"]})
         return positions
+
+    def generate(self, input_ids: Any, **kwargs: Any) -> Any:
+        if self.count_steps:  # other decoders on the same server may have moved the counters since the last call
+            self._counters = self.counters()
+        return super().generate(input_ids, **kwargs)
 
     def counters(self) -> dict[str, float]:
         """The server's cumulative speculative counters, from ``/metrics`` (``--metrics``)."""
