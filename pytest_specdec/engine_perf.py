@@ -5,7 +5,7 @@ interleaved (draft, no-draft, draft, ...) so drift on a shared machine hits both
 client's view of each token (``Timer``: streamed tokens). It returns an ``EngineRow``: TTFT,
 TPOT, tokens/s (medians), alpha and tau from the engine's counters, and the same-run ratios.
 
-The baseline (``baselines/engine-llama-cpp.json``) stores, per engine build, pair and gamma, the
+The baseline (``baselines/engines/llama-cpp.json``) stores, per engine build, pair and gamma, the
 deterministic figures (greedy drafted / accepted / steps: a build that loses acceptance changes
 them) and the same-run speedup with the machine it was measured on. ``gate`` compares a row
 with its entry: acceptance within ``ALPHA_MARGIN`` on any machine, speedup at least
@@ -22,9 +22,12 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .store import BaselineError
+
 ALPHA_MARGIN = 0.03  # greedy acceptance is deterministic in a build; this absorbs a near-tie flip between builds
 SPEEDUP_FLOOR = 0.8  # same machine: speedup may not fall below 0.8 x the stored same-run speedup
-BASELINE_FILE = "engine-llama-cpp.json"
+# In a subfolder: the decoder baselines' store reads every *.json at the top of the folder as its own format.
+BASELINE_FILE = Path("engines") / "llama-cpp.json"
 
 
 @dataclass(frozen=True)
@@ -123,14 +126,26 @@ def entry_key(build: str, pair: str, gamma: int) -> str:
 
 
 def load(directory: Path) -> dict[str, Any]:
+    """The stored engine entries (none when the file does not exist); a damaged file is a clear error."""
     path = directory / BASELINE_FILE
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise BaselineError(f"{path} is not a readable engine baseline ({exc}); restore it from version control "
+                            "(git checkout -- PATH) or re-record it with --specdec-save-baseline") from exc
+    if not isinstance(data, dict):
+        raise BaselineError(f"{path} holds {type(data).__name__}, not the engine baseline's entries; restore it from "
+                            "version control or re-record it with --specdec-save-baseline")
+    return data
 
 
 def save(directory: Path, key: str, row: EngineRow, machine: str) -> Path:
     path = directory / BASELINE_FILE
     data = load(directory)
     data[key] = {"machine": machine, **{k: v for k, v in row.as_dict().items() if not k.startswith(("ttft", "tpot"))}}
+    path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")
     partial.replace(path)

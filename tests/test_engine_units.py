@@ -215,6 +215,27 @@ def test_engine_baseline_gate():
     assert engine_perf.gate(row, faster_before, "another machine") == []  # timings only on their machine
 
 
+def test_engine_baseline_lives_beside_the_decoder_baselines_without_breaking_them(tmp_path):
+    """The committed baselines folder loads as the decoder baselines' store, and the engine's own file as its
+    entries; a damaged engine file is a clear error, never read as empty (and so never overwritten)."""
+    from pytest_specdec.store import BaselineError, load_baselines
+
+    committed = Path(__file__).resolve().parent.parent / "baselines"
+    assert load_baselines(committed)  # no file of another format at the top of the folder
+    assert engine_perf.load(committed)
+    damaged = tmp_path / engine_perf.BASELINE_FILE
+    damaged.parent.mkdir(parents=True)
+    damaged.write_text("{not json")
+    with pytest.raises(BaselineError, match="not a readable engine baseline"):
+        engine_perf.load(tmp_path)
+    row = engine_perf.EngineRow(gamma=4, ttft_draft=0.01, ttft_plain=0.01, tpot_draft=0.002, tpot_plain=0.003,
+                                tps_draft=400, tps_plain=300, drafted=100, accepted=60, steps=30, rejections=20,
+                                tokens=120)
+    with pytest.raises(BaselineError):
+        engine_perf.save(tmp_path, "key", row, "m")
+    assert damaged.read_text() == "{not json"
+
+
 def test_default_run_skips_engine_tests_with_one_line(pytester, tmp_path, monkeypatch):
     monkeypatch.delenv("SPECDEC_ENGINE_BIN", raising=False)
     monkeypatch.setenv("SPECDEC_ENGINE_CACHE", str(tmp_path / "empty-cache"))
