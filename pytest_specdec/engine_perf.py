@@ -16,11 +16,12 @@ absolute time). ``--specdec-save-baseline`` writes the entry.
 from __future__ import annotations
 
 import json
-import math
 import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
+
+from reference_impl.stats import DecodeStats
 
 from .store import BaselineError
 
@@ -47,17 +48,22 @@ class EngineRow:
     accepted_by_position: tuple[int, ...] = ()  # steps whose draft token at position i was accepted
 
     @property
+    def counts(self) -> DecodeStats:
+        """The row's counts as a ``DecodeStats``, whose properties define every acceptance metric once."""
+        return DecodeStats(new_tokens=self.tokens, steps=self.steps, drafted=self.drafted, accepted=self.accepted,
+                           rejections=self.rejections)
+
+    @property
     def alpha(self) -> float:
-        denominator = self.accepted + self.rejections
-        return self.accepted / denominator if denominator else math.nan
+        return self.counts.alpha_estimate
 
     @property
     def acceptance_rate(self) -> float:
-        return self.accepted / self.drafted if self.drafted else math.nan
+        return self.counts.acceptance_rate
 
     @property
     def tau(self) -> float:
-        return 1 + self.accepted / self.steps if self.steps else math.nan
+        return self.counts.mean_accepted_length
 
     @property
     def rate_by_position(self) -> tuple[float, ...]:

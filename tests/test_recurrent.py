@@ -40,6 +40,7 @@ from reference_impl.kv import CachedLM
 from reference_impl.models.tiny import RELATIONS, tiny_pair
 
 from . import state_mutants
+from . import test_distribution_e2e as e2e
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 
@@ -226,13 +227,8 @@ GAMMA = 2
 DIST_PAIR = dict(
     arch=ARCH, relation="partial", seed=0, vocab_size=8, hidden=16, layers=2, heads=2, init_std=1.0, deep_scale=1.0
 )
-PROMPT = torch.tensor([[0, 5, 2]])
-CONFIGS = {
-    "T1": SamplingConfig(temperature=1.0),
-    "low_T": SamplingConfig(temperature=0.6),
-    "top_k": SamplingConfig(temperature=1.0, top_k=3),
-    "top_p": SamplingConfig(temperature=1.0, top_p=0.8),
-}
+PROMPT = e2e.PROMPT
+CONFIGS = e2e.CONFIGS  # the end-to-end test's sampling settings, on the hybrid pair
 DETECTABLE_TV_CI = 0.26  # T1 at N_CI
 DETECTABLE_TV_LONG = 0.091  # every config at N_LONG
 
