@@ -43,7 +43,8 @@ class PitResult:
     boundary: int = 0  # tokens just outside the top-p set, within ``top_p_slack`` of its edge (left out)
 
     def rejects(self, alpha: float) -> bool:
-        return self.impossible > 0 or self.p_value < alpha
+        """Impossible tokens, a small p-value, or no token to test at all (an empty test must not pass)."""
+        return self.impossible > 0 or not self.p_value >= alpha
 
     def describe(self) -> str:
         return (f"sequential PIT over {self.n} tokens: KS = {self.ks:.4f}, p = {self.p_value:.3g}, "
@@ -107,6 +108,8 @@ def pit_test(
     from scipy import stats
 
     values, impossible, edge = pit_values(target, prompt, sequences, sampling, seed, top_p_slack)
+    if not values:  # nothing to test: a nan p-value, which no threshold accepts
+        return PitResult(n=0, ks=math.nan, p_value=math.nan, impossible=impossible, boundary=edge)
     result = stats.kstest(values, "uniform")
     return PitResult(n=len(values), ks=float(result.statistic), p_value=float(result.pvalue), impossible=impossible,
                      boundary=edge)

@@ -270,3 +270,11 @@ def test_top_p_slack_forgives_only_the_edge():
     least_likely = int(table[9].argmin())  # far outside the top-p set
     result = pit_test(target, prompt, [[least_likely]], law, top_p_slack=1e-3)
     assert result.impossible == 1 and result.boundary == 0 and result.rejects(1e-4)
+
+
+def test_a_pit_test_with_no_token_to_test_rejects():
+    """An empty test (every token left out) is no evidence of the law: it must not pass."""
+    from pytest_specdec.pit import PitResult
+
+    assert PitResult(n=0, ks=float("nan"), p_value=float("nan"), impossible=0).rejects(1e-4)
+    assert not PitResult(n=10, ks=0.1, p_value=0.5, impossible=0).rejects(1e-4)
