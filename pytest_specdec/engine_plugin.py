@@ -65,8 +65,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     if skipped:
         terminalreporter.write_line(
             f"specdec: {skipped} engine test(s) skipped: no llama-server binary or engine URL; build one with "
-            f"`python -m pytest_specdec.engine_server build` (about 20 min, once) or pass {opts.ENGINE_BIN} / "
-            f"{opts.ENGINE_URL} (docs/engines.md)"
+            f"`python -m pytest_specdec.engine_server build` (once per machine; tens of minutes on 2 cores) or pass "
+            f"{opts.ENGINE_BIN} / {opts.ENGINE_URL} (docs/engines.md)"
         )
 
 
