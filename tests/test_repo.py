@@ -111,6 +111,6 @@ def test_committed_reports_and_measurements_name_no_path_of_the_machine_that_ran
 
 def test_the_path_check_sees_absolute_paths():
     """Mutants: paths as the writers used to leave them are found; relative ones and the lock are not."""
-    assert machine_paths('Baseline: `/work/main/baselines/trained.json` entry') == ["/work/main/baselines/trained.json"]
+    assert machine_paths('Baseline: `/work/repo/baselines/a.json` entry') == ["/work/repo/baselines/a.json"]
     assert machine_paths('"baseline_dir": "/tmp/x/baselines"') == ["/tmp/x/baselines"]
     assert machine_paths("`baselines/trained.json`; flock /tmp/specdec-timing.lock pytest") == []
