@@ -1,0 +1,221 @@
+"""A causal LM whose next-token logits are a lookup table over the previous token: a forward pass in microseconds.
+
+The distribution tests need hundreds of thousands of sampled tokens per sampling setting, and a
+transformers forward pass of even a 2-layer, 16-wide model costs about 2 ms of framework overhead.
+``TableLM`` is a real ``PreTrainedModel`` (registered with the Auto classes as ``specdec-table``,
+saved and loaded with ``save_pretrained`` / ``from_pretrained``, run by ``generate``, assisted
+generation and every decoder of the suite) whose forward pass is a handful of tensor ops:
+
+- the logits at a position are row ``state`` of the table ``lm_head.weight.T`` (``(states, vocab)``),
+  where ``state`` is the previous ``context`` tokens of that position (``context = 1``: the token
+  itself), each in ``0..vocab`` with ``vocab`` standing for "no token" (before the first one);
+- the tokens it reads come from its ``DynamicCache``, one layer whose keys are the token ids and
+  whose values are their attention-mask bits. So a decoder that leaves rejected tokens in the cache,
+  crops it to the wrong length or feeds tokens at the wrong slot sees another state and another
+  distribution, as it would with a transformer; masked slots (padding, a batched cache's holes)
+  are skipped, so a row's logits depend on its own tokens only.
+
+``table_pair`` builds a target and a draft whose rows are permutations of two fixed vectors,
+with the draft's permutation a fixed rearrangement of the target's: every warper the suite uses
+(temperature, top-k, top-p) commutes with permutations, so the per-step acceptance probability
+beta = sum_x min(target(x), draft(x)) is the same in every state for every sampling setting, and
+the law of accepted counts is known exactly (``constant_beta``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+MODEL_TYPE = "specdec-table"
+
+
+class TableLMConfig(PretrainedConfig):
+    model_type = MODEL_TYPE
+
+    def __init__(self, vocab_size: int = 8, context: int = 1, max_position_embeddings: int = 4096, **kwargs) -> None:
+        if vocab_size < 2 or context < 1:
+            raise ValueError(f"a table LM needs vocab_size >= 2 and context >= 1, got {vocab_size} and {context}")
+        self.vocab_size = vocab_size
+        self.context = context
+        self.max_position_embeddings = max_position_embeddings
+        # one cache layer (keys: token ids, values: mask bits); the attention fields some callers read
+        self.num_hidden_layers = 1
+        self.num_attention_heads = 1
+        self.num_key_value_heads = 1
+        self.hidden_size = 1
+        kwargs.setdefault("tie_word_embeddings", False)
+        kwargs.setdefault("bos_token_id", None)
+        kwargs.setdefault("eos_token_id", None)  # no EOS: the distribution tests ask for exact lengths
+        super().__init__(**kwargs)
+
+    @property
+    def num_states(self) -> int:
+        return (self.vocab_size + 1) ** self.context
+
+
+class TableLM(PreTrainedModel, GenerationMixin):
+    config_class = TableLMConfig
+    base_model_prefix = "table"
+    main_input_name = "input_ids"
+    _supports_cache_class = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: TableLMConfig) -> None:
+        super().__init__(config)
+        # the input embedding is the token id itself (so embeddings carry the device and dtype)
+        self.embed_tokens = torch.nn.Embedding(config.vocab_size, 1)
+        self.lm_head = torch.nn.Linear(config.num_states, config.vocab_size, bias=False)
+        self.post_init()
+
+    def _init_weights(self, module: torch.nn.Module) -> None:
+        with torch.no_grad():
+            if module is self.embed_tokens:
+                module.weight.copy_(torch.arange(self.config.vocab_size, dtype=module.weight.dtype).unsqueeze(1))
+            elif module is self.lm_head:
+                module.weight.zero_()
+
+    def get_input_embeddings(self) -> torch.nn.Module:
+        return self.embed_tokens
+
+    def get_output_embeddings(self) -> torch.nn.Module:
+        return self.lm_head
+
+    def set_table(self, table: torch.Tensor) -> TableLM:
+        """(states, vocab) logits -> this model, with ``table`` as its lookup table."""
+        expected = (self.config.num_states, self.config.vocab_size)
+        if tuple(table.shape) != expected:
+            raise ValueError(f"table must have shape {expected} (states, vocab), got {tuple(table.shape)}")
+        with torch.no_grad():
+            self.lm_head.weight.copy_(table.T)
+        return self
+
+    @property
+    def table(self) -> torch.Tensor:
+        """(states, vocab) logits."""
+        return self.lm_head.weight.T
+
+    def states(self, tokens: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+        """(batch, slots) token ids and validity -> (batch, slots): the state each slot's logits come from."""
+        vocab, context = self.config.vocab_size, self.config.context
+        slots = torch.arange(tokens.shape[1], device=tokens.device)
+        # last[i] = the newest valid slot at or before i (-1: none); skipping holes and padding
+        last = torch.where(valid, slots, -1).cummax(dim=1).values
+        state = torch.zeros_like(tokens)
+        at = last
+        for _ in range(context):
+            token = torch.where(at >= 0, tokens.gather(1, at.clamp_min(0)), vocab)
+            state = state * (vocab + 1) + token
+            before = (at - 1).clamp_min(0)
+            at = torch.where(at >= 1, last.gather(1, before), -1)
+        return state
+
+    def forward(
+        self,
+        input_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        cache: object | None = None,
+        use_cache: bool | None = None,
+        logits_to_keep: int | torch.Tensor = 0,
+        inputs_embeds: torch.Tensor | None = None,
+        past_key_values: object | None = None,
+        **kwargs: object,
+    ) -> CausalLMOutputWithPast:
+        if input_ids is None:
+            if inputs_embeds is None:
+                raise ValueError("TableLM needs input_ids (or inputs_embeds holding token ids)")
+            input_ids = inputs_embeds[..., 0].round().long()
+        cache = cache if cache is not None else past_key_values
+        batch, new = input_ids.shape
+        dtype = self.lm_head.weight.dtype
+        keys = input_ids.to(dtype).view(batch, 1, new, 1)
+        if attention_mask is None:
+            values = torch.ones_like(keys)
+        else:
+            values = attention_mask[:, -new:].to(dtype).view(batch, 1, new, 1)
+        if cache is not None and use_cache is not False:
+            keys, values = cache.update(keys, values, 0)
+        tokens = keys[:, 0, :, 0].long()
+        valid = values[:, 0, :, 0].bool()
+        if attention_mask is not None and attention_mask.shape[1] == valid.shape[1]:
+            valid = valid & attention_mask.bool()  # the caller's mask over every slot wins (a batched cache's holes)
+        if isinstance(logits_to_keep, int):
+            keep = slice(-min(logits_to_keep, new) if logits_to_keep > 0 else -new, None)
+        else:
+            keep = logits_to_keep - new if logits_to_keep.dtype != torch.bool else logits_to_keep[-new:]
+        if self.config.context == 1 and bool(valid.all()):  # the common case: the state is the token itself
+            states = tokens[:, -new:][:, keep]
+        else:
+            states = self.states(tokens, valid)[:, -new:][:, keep]
+        logits = torch.nn.functional.embedding(states, self.lm_head.weight.T)
+        return CausalLMOutputWithPast(logits=logits, cache=cache)
+
+
+def register() -> None:
+    """Make ``AutoConfig`` / ``AutoModelForCausalLM`` know ``specdec-table`` (idempotent)."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        AutoConfig.register(MODEL_TYPE, TableLMConfig)
+        AutoModelForCausalLM.register(TableLMConfig, TableLM)
+    except ValueError:  # already registered
+        pass
+
+
+register()
+
+
+def table_model(table: torch.Tensor, *, context: int = 1, dtype: torch.dtype = torch.float64) -> TableLM:
+    """A ``TableLM`` with ``table`` ((vocab + 1) ** context, vocab) as its logits, in eval mode."""
+    vocab = table.shape[1]
+    model = TableLM(TableLMConfig(vocab_size=vocab, context=context))
+    return model.to(dtype).set_table(table.to(dtype)).eval()
+
+
+def permuted_rows(base: torch.Tensor, permutations: torch.Tensor) -> torch.Tensor:
+    """(vocab,), (states, vocab) -> (states, vocab): row s puts base[i] on token permutations[s, i]."""
+    rows = torch.empty(permutations.shape, dtype=base.dtype)
+    return rows.scatter_(1, permutations, base.expand_as(rows).contiguous())
+
+
+def table_pair(
+    target_logits: Sequence[float],
+    draft_logits: Sequence[float],
+    rearrangement: Sequence[int],
+    *,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[TableLM, TableLM]:
+    """(target, draft): in every state the target puts ``target_logits[i]`` on token sigma_s(i) and the
+    draft puts ``draft_logits[i]`` on token sigma_s(rearrangement[i]), sigma_s a random permutation.
+
+    So in every state, and under every permutation-equivariant warper, the pair relates the same
+    way: the acceptance probability is one number per sampling setting (``constant_beta``).
+    """
+    vocab = len(target_logits)
+    if len(draft_logits) != vocab or sorted(rearrangement) != list(range(vocab)):
+        raise ValueError("target_logits, draft_logits and rearrangement (a permutation) must have one entry per token")
+    generator = torch.Generator().manual_seed(seed)
+    states = vocab + 1
+    sigma = torch.stack([torch.randperm(vocab, generator=generator) for _ in range(states)])
+    target = permuted_rows(torch.tensor(target_logits, dtype=torch.float64), sigma)
+    draft = permuted_rows(torch.tensor(draft_logits, dtype=torch.float64), sigma[:, list(rearrangement)])
+    return table_model(target, dtype=dtype), table_model(draft, dtype=dtype)
+
+
+def constant_beta(target: TableLM, draft: TableLM, sampling: object) -> float:
+    """The acceptance probability of a ``table_pair`` under ``sampling`` (the same in every state; checked)."""
+    from reference_impl.sampling import probs_from_logits
+
+    target_probs = probs_from_logits(target.table.detach().double(), sampling)
+    betas = target_probs.minimum(probs_from_logits(draft.table.detach().double(), sampling)).sum(dim=-1)
+    if not torch.allclose(betas, betas[0].expand_as(betas), rtol=0, atol=1e-12):
+        raise ValueError(f"acceptance differs between states ({betas.min():.6f}..{betas.max():.6f}): not a table_pair")
+    return float(betas[0].detach())
+
