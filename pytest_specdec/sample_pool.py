@@ -1,0 +1,177 @@
+"""Many sampled decodes, fast and reproducible: the sample source of the sampling-law tests.
+
+A plan (``decode_plan``) fixes every call before anything runs: its prompt (1-12 tokens) and its
+number of new tokens (drawn from a range, so decodes end at every position of a step), all from
+the test's seed. The calls are cut into chunks of ``CHUNK`` calls; chunk i draws with a generator
+seeded from (seed, i), so the tokens are the same on one process or several.
+
+Where the decoder can be rebuilt in another process (a ``DecoderSource``: the ``module:factory``
+spec and a picklable pair builder), the chunks run on a pool of spawned worker processes, one per
+usable core (one under pytest-xdist, whose workers already fill the cores); every result there
+goes through ``CheckedDecoder`` as in-process. Otherwise (a decoder object) they run in-process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+CHUNK = 50  # calls per chunk: the unit of work and of seeding
+
+
+@dataclass(frozen=True)
+class DecoderSource:
+    """How a worker process rebuilds the decoder under test: ``factory(*build_pair())``, checked."""
+
+    impl: str  # module:factory
+    build_pair: Callable[[], tuple[Any, Any]]  # picklable (a module-level function or a functools.partial of one)
+    options: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
+class Call:
+    prompt: tuple[int, ...]
+    max_new_tokens: int
+
+
+@dataclass
+class DecodeSample:
+    """The decodes of a plan, in order, and the counts they reported."""
+
+    prompts: list[tuple[int, ...]] = field(default_factory=list)
+    sequences: list[list[int]] = field(default_factory=list)
+    accepted: int = 0
+    rejections: int = 0
+    drafted: int = 0
+    steps: int = 0
+
+    def extend(self, other: DecodeSample) -> None:
+        self.prompts += other.prompts
+        self.sequences += other.sequences
+        self.accepted += other.accepted
+        self.rejections += other.rejections
+        self.drafted += other.drafted
+        self.steps += other.steps
+
+    @property
+    def n_tokens(self) -> int:
+        return sum(map(len, self.sequences))
+
+
+def decode_plan(seed: int, calls: int, vocab: int, new_tokens: tuple[int, int]) -> list[Call]:
+    """``calls`` calls: prompts of 1-12 tokens, ``new_tokens`` = (fewest, most) new tokens per call."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    lengths = torch.randint(1, 13, (calls,), generator=generator).tolist()
+    budgets = torch.randint(new_tokens[0], new_tokens[1] + 1, (calls,), generator=generator).tolist()
+    return [
+        Call(tuple(torch.randint(0, vocab, (length,), generator=generator).tolist()), budget)
+        for length, budget in zip(lengths, budgets, strict=True)
+    ]
+
+
+def chunk_seed(seed: int, chunk: int) -> int:
+    return (seed * 1_000_003 + chunk * 7_919 + 17) % (2**63)
+
+
+def run_calls(decoder: Any, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int) -> DecodeSample:
+    """Run ``calls`` on ``decoder`` with one generator seeded with ``seed``; every result must have its full length."""
+    import torch
+
+    generator = torch.Generator().manual_seed(seed)
+    sample = DecodeSample()
+    for call in calls:
+        prompt = torch.tensor([call.prompt], dtype=torch.long)
+        result = decoder.generate(
+            prompt, max_new_tokens=call.max_new_tokens, sampling=sampling, gamma=gamma, generator=generator
+        )
+        if len(result.tokens) != call.max_new_tokens:
+            raise AssertionError(
+                f"asked for {call.max_new_tokens} new tokens with no EOS, got {len(result.tokens)}"
+            )
+        sample.prompts.append(call.prompt)
+        sample.sequences.append(list(result.tokens))
+        s = result.stats
+        sample.accepted += s.accepted
+        sample.rejections += s.rejections
+        sample.drafted += s.drafted
+        sample.steps += s.steps
+    return sample
+
+
+@functools.cache
+def _worker_decoder(source: DecoderSource) -> Any:
+    from .protocol import load_factory, make_decoder
+
+    target, draft = source.build_pair()
+    return make_decoder(load_factory(source.impl), source.impl, target, draft, **dict(source.options))
+
+
+def _run_chunk(source: DecoderSource, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int) -> Any:
+    return run_calls(_worker_decoder(source), calls, sampling, gamma, seed)
+
+
+def _init_worker() -> None:
+    import torch
+
+    torch.set_num_threads(1)  # one process per core
+
+
+def usable_cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def default_jobs() -> int:
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return 1
+    return max(1, min(usable_cores(), 8))
+
+
+_POOLS: dict[int, ProcessPoolExecutor] = {}
+
+
+def _pool(jobs: int) -> ProcessPoolExecutor:
+    if jobs not in _POOLS:
+        import multiprocessing
+
+        _POOLS[jobs] = ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+        )
+        atexit.register(_POOLS[jobs].shutdown, cancel_futures=True)
+    return _POOLS[jobs]
+
+
+def sample_decodes(
+    decoder: Any,
+    plan: Sequence[Call],
+    sampling: Any,
+    *,
+    seed: int,
+    gamma: int | None = None,
+    jobs: int | None = None,
+) -> DecodeSample:
+    """Run ``plan`` on ``decoder`` (a decoder object, run here, or a ``DecoderSource``, run on ``jobs`` processes)."""
+    chunks = [plan[i : i + CHUNK] for i in range(0, len(plan), CHUNK)]
+    seeds = [chunk_seed(seed, i) for i in range(len(chunks))]
+    jobs = default_jobs() if jobs is None else jobs
+    if isinstance(decoder, DecoderSource) and jobs > 1 and len(chunks) > 1:
+        pool = _pool(jobs)
+        parts = list(pool.map(_run_chunk, [decoder] * len(chunks), chunks, [sampling] * len(chunks),
+                              [gamma] * len(chunks), seeds))
+    else:
+        if isinstance(decoder, DecoderSource):
+            decoder = _worker_decoder(decoder)
+        parts = [run_calls(decoder, chunk, sampling, gamma, s) for chunk, s in zip(chunks, seeds, strict=True)]
+    sample = DecodeSample()
+    for part in parts:
+        sample.extend(part)
+    return sample
