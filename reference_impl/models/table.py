@@ -190,10 +190,12 @@ def table_pair(
     rearrangement: Sequence[int],
     *,
     seed: int = 0,
+    context: int = 1,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[TableLM, TableLM]:
-    """(target, draft): in every state the target puts ``target_logits[i]`` on token sigma_s(i) and the
-    draft puts ``draft_logits[i]`` on token sigma_s(rearrangement[i]), sigma_s a random permutation.
+    """(target, draft) reading ``context`` previous tokens: in every state the target puts
+    ``target_logits[i]`` on token sigma_s(i) and the draft puts ``draft_logits[i]`` on token
+    sigma_s(rearrangement[i]), sigma_s a random permutation.
 
     So in every state, and under every permutation-equivariant warper, the pair relates the same
     way: the acceptance probability is one number per sampling setting (``constant_beta``).
@@ -202,11 +204,11 @@ def table_pair(
     if len(draft_logits) != vocab or sorted(rearrangement) != list(range(vocab)):
         raise ValueError("target_logits, draft_logits and rearrangement (a permutation) must have one entry per token")
     generator = torch.Generator().manual_seed(seed)
-    states = vocab + 1
+    states = (vocab + 1) ** context
     sigma = torch.stack([torch.randperm(vocab, generator=generator) for _ in range(states)])
     target = permuted_rows(torch.tensor(target_logits, dtype=torch.float64), sigma)
     draft = permuted_rows(torch.tensor(draft_logits, dtype=torch.float64), sigma[:, list(rearrangement)])
-    return table_model(target, dtype=dtype), table_model(draft, dtype=dtype)
+    return table_model(target, context=context, dtype=dtype), table_model(draft, context=context, dtype=dtype)
 
 
 def constant_beta(target: TableLM, draft: TableLM, sampling: object) -> float:
