@@ -181,34 +181,39 @@ def impl(specdec_options) -> str:
 
 
 @pytest.fixture(scope="module")
+def jobs(specdec_options) -> int | None:
+    return specdec_options.sample_jobs
+
+
+@pytest.fixture(scope="module")
 def samples():
     return {}
 
 
-def sample_for(samples, impl: str, setting: str) -> DecodeSample:
+def sample_for(samples, impl: str, setting: str, jobs: int | None) -> DecodeSample:
     if setting not in samples:
-        samples[setting] = draw(source(impl, setting), setting)
+        samples[setting] = draw(source(impl, setting), setting, jobs=jobs)
     return samples[setting]
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_rank_law(samples, impl, setting):
+def test_rank_law(samples, impl, jobs, setting):
     """Rate <= LEVEL; power >= 0.99 against a TV >= 0.02 of the emitted tokens' rank law from the target's."""
-    result = rank_check(sample_for(samples, impl, setting), setting)
+    result = rank_check(sample_for(samples, impl, setting, jobs), setting)
     assert not result.rejects(LEVEL), result.describe()
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_next_token_law(samples, impl, setting):
+def test_next_token_law(samples, impl, jobs, setting):
     """Rate <= LEVEL; power >= 0.99 against a mean TV >= Setting.stated_tv of the next-token law given the state."""
-    result = law_check(sample_for(samples, impl, setting), setting)
+    result = law_check(sample_for(samples, impl, setting, jobs), setting)
     assert not result.rejects(LEVEL), result.describe()
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_acceptance_law(samples, impl, setting):
+def test_acceptance_law(samples, impl, jobs, setting):
     """Rate <= LEVEL; power >= 0.99 against an acceptance probability off by >= Setting.stated_shift."""
-    result = acceptance_check(sample_for(samples, impl, setting), setting)
+    result = acceptance_check(sample_for(samples, impl, setting, jobs), setting)
     least = min_trials(setting)
     assert result.trials >= least, (
         f"{result.describe()}: fewer than {least} draft positions reached, below the stated reach; "
@@ -219,10 +224,10 @@ def test_acceptance_law(samples, impl, setting):
 
 @pytest.mark.specdec_statistical
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_sampling_law_profile(impl, setting):
+def test_sampling_law_profile(impl, jobs, setting):
     """4x the calls, the three checks: rate <= 1e-4 together; half the default run's detectable TVs."""
     calls = PROFILE_FACTOR * calls_ci(setting)
-    rejected, detail = detects(draw(source(impl, setting), setting, calls=calls, seed=SEED + 1), setting)
+    rejected, detail = detects(draw(source(impl, setting), setting, calls=calls, seed=SEED + 1, jobs=jobs), setting)
     assert not rejected, detail
 
 
