@@ -31,6 +31,7 @@ class DecoderSource:
     impl: str  # module:factory
     build_pair: Callable[[], tuple[Any, Any]]  # picklable (a module-level function or a functools.partial of one)
     options: tuple[tuple[str, Any], ...] = ()
+    device: str = "cpu"  # where the pair is moved, and prompts and generators live
 
 
 @dataclass(frozen=True)
@@ -80,14 +81,16 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return (seed * 1_000_003 + chunk * 7_919 + 17) % (2**63)
 
 
-def run_calls(decoder: Any, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int) -> DecodeSample:
+def run_calls(
+    decoder: Any, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int, device: str = "cpu"
+) -> DecodeSample:
     """Run ``calls`` on ``decoder`` with one generator seeded with ``seed``; every result must have its full length."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
     sample = DecodeSample()
     for call in calls:
-        prompt = torch.tensor([call.prompt], dtype=torch.long)
+        prompt = torch.tensor([call.prompt], dtype=torch.long, device=device)
         result = decoder.generate(
             prompt, max_new_tokens=call.max_new_tokens, sampling=sampling, gamma=gamma, generator=generator
         )
@@ -109,12 +112,12 @@ def run_calls(decoder: Any, calls: Sequence[Call], sampling: Any, gamma: int | N
 def _worker_decoder(source: DecoderSource) -> Any:
     from .protocol import load_factory, make_decoder
 
-    target, draft = source.build_pair()
+    target, draft = (model.to(source.device) for model in source.build_pair())
     return make_decoder(load_factory(source.impl), source.impl, target, draft, **dict(source.options))
 
 
 def _run_chunk(source: DecoderSource, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int) -> Any:
-    return run_calls(_worker_decoder(source), calls, sampling, gamma, seed)
+    return run_calls(_worker_decoder(source), calls, sampling, gamma, seed, source.device)
 
 
 def _init_worker() -> None:
@@ -158,8 +161,10 @@ def sample_decodes(
     seed: int,
     gamma: int | None = None,
     jobs: int | None = None,
+    device: str = "cpu",
 ) -> DecodeSample:
-    """Run ``plan`` on ``decoder`` (a decoder object, run here, or a ``DecoderSource``, run on ``jobs`` processes)."""
+    """Run ``plan`` on ``decoder`` (a decoder object, run here on ``device``, or a ``DecoderSource``, run on ``jobs``
+    processes on the source's device)."""
     chunks = [plan[i : i + CHUNK] for i in range(0, len(plan), CHUNK)]
     seeds = [chunk_seed(seed, i) for i in range(len(chunks))]
     jobs = default_jobs() if jobs is None else jobs
@@ -169,8 +174,8 @@ def sample_decodes(
                               [gamma] * len(chunks), seeds))
     else:
         if isinstance(decoder, DecoderSource):
-            decoder = _worker_decoder(decoder)
-        parts = [run_calls(decoder, chunk, sampling, gamma, s) for chunk, s in zip(chunks, seeds, strict=True)]
+            decoder, device = _worker_decoder(decoder), decoder.device
+        parts = [run_calls(decoder, chunk, sampling, gamma, s, device) for chunk, s in zip(chunks, seeds, strict=True)]
     sample = DecodeSample()
     for part in parts:
         sample.extend(part)

@@ -126,9 +126,9 @@ def exact_beta(setting: str) -> float:
     return constant_beta(*pair(SETTINGS[setting].pair), SETTINGS[setting].sampling)
 
 
-def source(impl: str, setting: str) -> DecoderSource:
-    """``impl`` (module:factory) on ``setting``'s pair, rebuildable in a worker process."""
-    return DecoderSource(impl, functools.partial(build_pair, SETTINGS[setting].pair))
+def source(impl: str, setting: str, device: str = "cpu") -> DecoderSource:
+    """``impl`` (module:factory) on ``setting``'s pair on ``device``, rebuildable in a worker process."""
+    return DecoderSource(impl, functools.partial(build_pair, SETTINGS[setting].pair), device=device)
 
 
 def plan(setting: str, calls: int, seed: int):
@@ -181,6 +181,12 @@ def impl(specdec_options) -> str:
 
 
 @pytest.fixture(scope="module")
+def device(specdec_options) -> str:
+    """The pair runs where the decoder under test runs (``cuda`` with ``--specdec-gpu``), in float64 on any device."""
+    return specdec_options.resolved_device()
+
+
+@pytest.fixture(scope="module")
 def jobs(specdec_options) -> int | None:
     return specdec_options.sample_jobs
 
@@ -190,30 +196,30 @@ def samples():
     return {}
 
 
-def sample_for(samples, impl: str, setting: str, jobs: int | None) -> DecodeSample:
+def sample_for(samples, impl: str, setting: str, jobs: int | None, device: str) -> DecodeSample:
     if setting not in samples:
-        samples[setting] = draw(source(impl, setting), setting, jobs=jobs)
+        samples[setting] = draw(source(impl, setting, device), setting, jobs=jobs)
     return samples[setting]
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_rank_law(samples, impl, jobs, setting):
+def test_rank_law(samples, impl, jobs, device, setting):
     """Rate <= LEVEL; power >= 0.99 against a TV >= 0.02 of the emitted tokens' rank law from the target's."""
-    result = rank_check(sample_for(samples, impl, setting, jobs), setting)
+    result = rank_check(sample_for(samples, impl, setting, jobs, device), setting)
     assert not result.rejects(LEVEL), result.describe()
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_next_token_law(samples, impl, jobs, setting):
+def test_next_token_law(samples, impl, jobs, device, setting):
     """Rate <= LEVEL; power >= 0.99 against a mean TV >= Setting.stated_tv of the next-token law given the state."""
-    result = law_check(sample_for(samples, impl, setting, jobs), setting)
+    result = law_check(sample_for(samples, impl, setting, jobs, device), setting)
     assert not result.rejects(LEVEL), result.describe()
 
 
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_acceptance_law(samples, impl, jobs, setting):
+def test_acceptance_law(samples, impl, jobs, device, setting):
     """Rate <= LEVEL; power >= 0.99 against an acceptance probability off by >= Setting.stated_shift."""
-    result = acceptance_check(sample_for(samples, impl, setting, jobs), setting)
+    result = acceptance_check(sample_for(samples, impl, setting, jobs, device), setting)
     least = min_trials(setting)
     assert result.trials >= least, (
         f"{result.describe()}: fewer than {least} draft positions reached, below the stated reach; "
@@ -224,10 +230,11 @@ def test_acceptance_law(samples, impl, jobs, setting):
 
 @pytest.mark.specdec_statistical
 @pytest.mark.parametrize("setting", SETTINGS)
-def test_sampling_law_profile(impl, jobs, setting):
+def test_sampling_law_profile(impl, jobs, device, setting):
     """4x the calls, the three checks: rate <= 1e-4 together; half the default run's detectable TVs."""
     calls = PROFILE_FACTOR * calls_ci(setting)
-    rejected, detail = detects(draw(source(impl, setting), setting, calls=calls, seed=SEED + 1, jobs=jobs), setting)
+    sample = draw(source(impl, setting, device), setting, calls=calls, seed=SEED + 1, jobs=jobs)
+    rejected, detail = detects(sample, setting)
     assert not rejected, detail
 
 
