@@ -275,11 +275,20 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--mc-samples", type=int, default=MC_SAMPLES)
+    parser.add_argument(
+        "--pair",
+        type=lambda text: [[float(x) for x in part.split(",")] for part in text.split("/")],
+        help="another table pair: target logits / draft logits / rearrangement, comma-separated (no validation)",
+    )
     parser.add_argument("--validate", type=int, default=VALIDATE_STEPS, help="steps per mutant (0: none)")
     args = parser.parse_args(argv)
-    result = catalogue(mc_samples=args.mc_samples)
-    result["command"] = "python -m tests.subtle_mutants"
-    if args.validate:
+    pair = PAIR if args.pair is None else dict(zip(PAIR, args.pair, strict=True))
+    pair["rearrangement"] = [int(i) for i in pair["rearrangement"]]
+    result = catalogue(pair, mc_samples=args.mc_samples)
+    result["command"] = "python -m tests.subtle_mutants" + (
+        f" --pair {'/'.join(','.join(map(str, v)) for v in pair.values())}" if args.pair else ""
+    )
+    if args.validate and args.pair is None:
         target, draft = table_pair(PAIR["target_logits"], PAIR["draft_logits"], PAIR["rearrangement"])
         result["validation"] = {
             "what": "first-position tokens of n gamma-1 steps run through the mutant's own hooks in state 0, "
