@@ -32,6 +32,16 @@ DECODER_MUTANTS = {
 }
 assert set(DECODER_MUTANTS) <= {cls.__name__ for cls in mutants.DECODER_MUTANTS.values()}
 
+# the small biases real engines shipped (tests/subtle_mutants.py; their TVs: docs/measurements/subtle-mutant-tv.json)
+SUBTLE_MUTANTS = {
+    "SharedNoiseDecoder": ("top_k5_top_p0.8", 1 / 4),  # vLLM PR #54282: TV 0.024-0.058 by setting
+    "SharedUniformDecoder": ("T1", 1 / 4),
+    "AcceptShiftedDecoder": ("low_T", 1 / 2),  # min(1, ratio + 0.02): TV 0.015 at T = 0.6
+    "WarperOrderDecoder": ("top_k5_top_p0.8", 1 / 8),  # SGLang PR #36173
+    "TopPBoundaryDecoder": ("top_p", 1 / 8),
+    "DraftSampledUnwarpedDecoder": ("low_T", 1 / 8),
+}
+
 
 def mutant_detected(module: str, name: str, setting: str, fraction: float) -> tuple[bool, str]:
     sample = draw(source(f"{module}:{name}", setting), setting, calls=max(1, round(fraction * calls_ci(setting))))
@@ -42,4 +52,11 @@ def mutant_detected(module: str, name: str, setting: str, fraction: float) -> tu
 def test_sampling_law_rejects(name):
     setting, fraction = DECODER_MUTANTS[name]
     rejected, detail = mutant_detected("tests.mutants", name, setting, fraction)
+    assert rejected, f"{name} not detected under {setting}:\n{detail}"
+
+
+@pytest.mark.parametrize("name", SUBTLE_MUTANTS)
+def test_sampling_law_rejects_subtle_bias(name):
+    setting, fraction = SUBTLE_MUTANTS[name]
+    rejected, detail = mutant_detected("tests.subtle_mutants", name, setting, fraction)
     assert rejected, f"{name} not detected under {setting}:\n{detail}"
