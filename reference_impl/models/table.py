@@ -11,9 +11,10 @@ generation and every decoder of the suite) whose forward pass is a handful of te
   itself) as base-``(vocab + 1)`` digits, newest first, ``vocab`` standing for "no token" (before
   the first one): with ``context = 2``, ``state = token * (vocab + 1) + previous token``;
 - the tokens it reads come from its ``DynamicCache``, one layer whose keys are the token ids and
-  whose values are their attention-mask bits. So a decoder that leaves rejected tokens in the cache,
-  crops it to the wrong length or feeds tokens at the wrong slot sees another state and another
-  distribution, as it would with a transformer; masked slots (padding, a batched cache's holes)
+  whose values are their attention-mask bits. So with ``context >= 2`` a decoder that leaves
+  rejected tokens in the cache, crops it to the wrong length or feeds tokens at the wrong slot sees
+  another state and another distribution, as it would with a transformer (with ``context = 1`` the
+  state is the token fed, whatever the cache holds); masked slots (padding, a batched cache's holes)
   are skipped, so a row's logits depend on its own tokens only. Keys are stored as float32, so ids
   stay exact (below 2**24) whatever the model's dtype; positions (``position_ids``) are ignored.
 
