@@ -314,7 +314,7 @@ def fixed_gamma(draft: TableLM, gamma: int) -> None:
 
 @pytest.mark.parametrize("context", [1, 2])
 def test_generate_greedy_follows_the_argmax_chain(context):
-    target, draft = random_pair(context)
+    target, draft = random_pair.__wrapped__(context)  # a fresh pair: the draft's generation config is changed below
     prompt = [3, 1, 4]
     expected = greedy_chain(target, prompt, 20)
     assert len(set(expected)) >= 3, "the chain should visit several tokens to be a test"
@@ -530,4 +530,6 @@ def measure(forwards: int = 20_000, calls: int = 200) -> dict[str, object]:
 
 
 if __name__ == "__main__":
-    print(measure())
+    import json
+
+    print(json.dumps(measure(), indent=2))
