@@ -33,16 +33,31 @@ def test_exact_sample_follows_the_target_law(setting):
     assert [len(s) for s in sample.sequences] == [c.max_new_tokens for c in law.plan(setting, 1_000, SEED)]
     result = law.law_check(sample, setting)
     assert result.impossible == 0 and result.pvalue > 1e-4, result.describe()
-    counts = sampling_law.transition_counts(sample.prompts, sample.sequences, law.VOCAB)
+    counts = sampling_law.transition_counts(sample.prompts, sample.sequences, law.exact_rows(setting).shape[1])
     assert sampling_law.conditional_test(counts, law.exact_rows("low_T")).rejects(1e-4)
 
 
 def test_exact_sample_starts_at_the_prompt():
     """The first token follows the row of the prompt's last token: a row that is a point mass is always taken."""
-    rows = torch.zeros(law.VOCAB + 1, law.VOCAB, dtype=torch.float64)
-    rows[torch.arange(law.VOCAB + 1), torch.arange(law.VOCAB + 1) % law.VOCAB] = 1.0  # token t -> t again
+    vocab = 8
+    rows = torch.zeros(vocab + 1, vocab, dtype=torch.float64)
+    rows[torch.arange(vocab + 1), torch.arange(vocab + 1) % vocab] = 1.0  # token t -> t again
     calls = [Call((5, 3), 4), Call((7,), 2)]
     assert sweep.exact_sample(calls, rows, torch.Generator().manual_seed(0)) == [[3, 3, 3, 3], [7, 7]]
+
+
+def test_exact_sample_reads_two_previous_tokens():
+    """Context 2 (a ``TableLM`` reading two tokens): state = newest * (vocab + 1) + older, "no token" = vocab.
+    Rows that emit (newest + 2 * older) % 3, with "no token" read as 0, give the sequences worked by hand."""
+    vocab = 3
+    rows = torch.zeros((vocab + 1) ** 2, vocab, dtype=torch.float64)
+    for state in range(rows.shape[0]):
+        newest, older = (t % vocab for t in divmod(state, vocab + 1))
+        rows[state, (newest + 2 * older) % vocab] = 1.0
+    calls = [Call((1, 2), 3), Call((2,), 2)]  # 2 + 2*1 = 4 -> 1; 1 + 2*2 -> 2; 2 + 2*1 -> 1 | 2 + 0 -> 2; 2 + 4 -> 0
+    assert sweep.exact_sample(calls, rows, torch.Generator().manual_seed(0)) == [[1, 2, 1], [2, 0]]
+    with pytest.raises(ValueError, match="context"):
+        sweep.exact_sample(calls, rows[:-1], torch.Generator())
 
 
 @pytest.mark.parametrize(
@@ -65,7 +80,7 @@ def test_simulated_counts_match_the_reference_decoder():
     sample = law.draw(SpeculativeDecoder(*law.pair()), setting, calls=calls, seed=SEED, jobs=1)
     budgets = [c.max_new_tokens for c in law.plan(setting, calls, SEED)]
     generator = torch.Generator().manual_seed(SEED)
-    gamma, beta = law.SETTINGS[setting][1], law.exact_beta(setting)
+    gamma, beta = sweep.gamma(setting), law.exact_beta(setting)
     runs = [sweep.simulate_acceptance(budgets, gamma, beta, generator) for _ in range(400)]
     simulated = list(zip(*runs, strict=True))
     observed = (sample.accepted, sample.rejections, sample.drafted, sample.steps)
@@ -86,15 +101,17 @@ def test_counting_on_a_tiny_sweep(capsys, tmp_path):
 
 
 def test_count_levels_and_firings():
+    """Each check's level is ALPHA split between the checks (5e-5 for two, 3.3e-5 for three): 3e-5 fires, 8e-5 not."""
     lines = [
-        {"p": {"T1": {"law": 3e-5, "acceptance": 0.5}}},  # fires: law below 5e-5
-        {"p": {"T1": {"law": 0.02, "acceptance": 8e-5}}},  # below 1e-4 but not 5e-5: the setting does not fire
+        {"p": {"T1": {"law": 3e-5, "acceptance": 0.5}}},  # fires: below the check's level
+        {"p": {"T1": {"law": 0.02, "acceptance": 8e-5}}},  # below ALPHA, not the check's level: does not fire
         {"p": {"T1": {"law": 0.5, "acceptance": 0.04}}},
     ]
     entry = sweep.count(lines)["settings"]["T1"]
     assert entry["seeds"] == 3 and entry["fired"] == 1
-    assert entry["law"] == {str(5e-5): 1, str(1e-4): 1, str(1e-2): 1, str(5e-2): 2}
-    assert entry["acceptance"] == {str(5e-5): 0, str(1e-4): 1, str(1e-2): 1, str(5e-2): 2}
+    keys = [str(x) for x in (sweep.level(), 1e-4, 1e-2, 5e-2)]
+    assert entry["law"] == dict(zip(keys, (1, 1, 1, 2), strict=True))
+    assert entry["acceptance"] == dict(zip(keys, (0, 1, 1, 2), strict=True))
 
 
 def test_catalogue_summary_counts_detections():
@@ -109,7 +126,7 @@ def test_mutant_names_resolve_to_buildable_specs():
     (spec,) = sweep.resolve_mutants(["greedy_draft"]).values()
     assert spec == "tests.mutants:GreedyDraftDecoder"
     decoder = load_factory(spec)(*law.pair())
-    assert decoder.generate(torch.tensor([[1]]), max_new_tokens=3, sampling=law.SETTINGS["T1"][0],
+    assert decoder.generate(torch.tensor([[1]]), max_new_tokens=3, sampling=sweep.sampling("T1"),
                             generator=torch.Generator().manual_seed(0)).tokens.__len__() == 3
 
 
@@ -133,6 +150,6 @@ def test_exact_null_false_positive_rate():
     lines = sweep.run_seeds(lambda s: sweep.exact_seed(s, sweep.ALL), seeds, {})
     summary = sweep.count(lines)
     assert summary["fired"] <= 3, sweep.format_counts("exact null", summary)
-    at_5pct = sum(e[t][str(5e-2)] for e in summary["settings"].values() for t in sweep.TESTS)
-    runs = 2 * summary["setting_runs"]
+    at_5pct = sum(e[t][str(5e-2)] for e in summary["settings"].values() for t in sweep.checks())
+    runs = len(sweep.checks()) * summary["setting_runs"]
     assert abs(at_5pct - 0.05 * runs) <= 5 * math.sqrt(0.05 * 0.95 * runs), sweep.format_counts("exact null", summary)
