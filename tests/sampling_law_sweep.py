@@ -1,27 +1,28 @@
 """Measured error rates of the sampling-law tests (tests/test_sampling_law.py): how often they fire on
 an exact null and on the reference decoder, and how often they catch each mutant decoder.
 
-Three modes, each printing one JSON line per seed (so a sweep cut short can still be counted and
-continued with ``--first-seed``) and a summary (``--json`` writes it)::
+Each mode prints one JSON line per seed (a sweep cut short still counts: ``recount``; it continues
+with ``--first-seed``) and a summary (``--json`` writes it)::
 
     python -m tests.sampling_law_sweep exact --seeds 1000 [--profile-seeds 200] [--settings T1 ...]
     python -m tests.sampling_law_sweep decoder --seeds 200 [--impl module:factory] [--first-seed N]
-    python -m tests.sampling_law_sweep catalogue --seeds 20 [--mutants name ...] [--fraction 0.125]
+    python -m tests.sampling_law_sweep catalogue --seeds 20 [--mutants name[:setting,...] ...] [--fraction F]
+    python -m tests.sampling_law_sweep recount sweep.jsonl [--json summary.json]
 
-- ``exact``: no decoder. Each call of the test's plan gets its tokens straight from the target's
+- ``exact``: no decoder. Each call of the tests' plan gets its tokens straight from the target's
   warped rows (``exact_sample``) and the accepted / rejected counts of a reference-structured
-  decoder under the null (``simulate_acceptance``). The two halves are drawn independently, each
-  with its exact null law, so each test's firing rate is measured exactly; the joint rate of a
-  setting is bounded by their sum (Bonferroni) whatever the dependence. ~0.1 s per seed per setting.
+  decoder under the null (``simulate_acceptance``), the two drawn independently, each from its
+  exact law: each check's firing rate is measured exactly, and a setting's (any check) is bounded
+  by their sum whatever the dependence. ~0.6 s per seed for 6 settings on one idle core.
 - ``decoder``: the real decoder (default the reference) through ``sample_pool.sample_decodes``, on
-  every core: ~60 s of 2-core time per seed for the 6 settings.
-- ``catalogue``: mutant decoders (``tests.mutants.DECODER_MUTANTS``, and
-  ``tests.subtle_mutants.SUBTLE_MUTANTS`` where that module exists) on the settings where their bias
-  lives (``CATALOGUE``); ``--fraction F`` runs at F x the default calls. Power grows with the sample,
-  so a mutant detected in every seed at a fraction is detected at least as reliably at full size.
+  every core: ~60 s of an idle 2-core machine per seed for 6 settings.
+- ``catalogue``: mutant decoders (``sampling_law_catalogue``) on the settings where their bias lives;
+  ``--fraction F`` runs at F x the default calls. Power grows with the sample, so a mutant detected
+  in every seed at a fraction is detected at least as reliably at the full size.
 
-Counts are of p-values below 5e-5 (each test's level, ``ALPHA / 2``), 1e-4, 1e-2 and 5e-2; a
-setting fires when either of its tests is below 5e-5 (its stated rate: <= 1e-4).
+The checks, their level and the settings are the tests' own (``checks``, ``level``: ALPHA split
+between a setting's checks). Counts are of p-values below that level, ALPHA, 1e-2 and 5e-2; a
+setting fires when any of its checks is below the level (its stated rate: <= ALPHA = 1e-4).
 """
 
 from __future__ import annotations
@@ -29,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -51,29 +51,6 @@ def sampling(setting: str) -> Any:
 WARPED = tuple(  # every setting whose warper is not the identity
     s for s in ALL if (sampling(s).temperature, sampling(s).top_k, sampling(s).top_p) != (1.0, 0, 1.0)
 )
-# a cache that keeps a rejected token, or crops one too many, changes the law only where logits read
-# more than the token fed (a context-2 pair, where the tests have one)
-CACHE = tuple(s for s in ALL if getattr(law, "context", lambda _: 1)(s) > 1) or ALL
-CATALOGUE = {  # mutant -> the settings where its bias exists
-    "greedy_draft": ALL,
-    "raw_logit_draft_probs": WARPED,  # raw and warped draft probabilities agree under T1
-    "uniform_zero": ALL,
-    "residual_from_target": ALL,
-    "residual_unnormalised": ALL,
-    "bonus_from_draft": ALL,
-    "target_unwarped": WARPED,  # warped and unwarped target agree under T1
-    "no_rollback": CACHE,
-    "rollback_off_by_one": CACHE,
-    "reseeded_per_draw": ALL,
-    "draft_one_hot": ALL,  # lossless, wrong about acceptance: the acceptance law's to catch
-    "bonus_dropped": ALL,  # lossless, wrong about acceptance
-}
-
-
-class UnknownMutantError(LookupError):
-    """A mutant name found in no mutant registry."""
-
-
 # --- what tests/test_sampling_law.py runs per setting ------------------------------------------------
 
 
@@ -248,107 +225,13 @@ def format_counts(title: str, summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-# --- the mutant catalogue -------------------------------------------------------------------------
-
-
-def registries() -> tuple[dict[str, Any], list[str]]:
-    """{name: decoder class} over every importable registry, and notes on registries that are not."""
-    from . import mutants
-
-    found, notes = dict(mutants.DECODER_MUTANTS), []
-    try:
-        from . import subtle_mutants  # type: ignore[attr-defined]
-    except ImportError as exc:
-        notes.append(f"tests.subtle_mutants is not importable ({exc})")
-    else:
-        found.update(getattr(subtle_mutants, "SUBTLE_MUTANTS", {}))
-    return found, notes
-
-
-def resolve_mutants(names: Sequence[str], *, skip_missing: bool = False, log: Any = None) -> dict[str, str]:
-    """names -> {name: "module:Class"}, the spec a worker process rebuilds the mutant from.
-
-    An unknown name raises ``UnknownMutantError`` (``skip_missing``: skipped with a message instead).
-    """
-    found, notes = registries()
-    specs = {}
-    for name in names:
-        if name in found:
-            cls = found[name]
-            specs[name] = f"{cls.__module__}:{cls.__qualname__}"
-            continue
-        message = (
-            f"unknown mutant {name!r}: not in tests.mutants.DECODER_MUTANTS"
-            + (" or tests.subtle_mutants.SUBTLE_MUTANTS" if not notes else f" ({'; '.join(notes)})")
-            + f"; known: {', '.join(sorted(found))}"
-        )
-        if not skip_missing:
-            raise UnknownMutantError(message)
-        print(f"skipping {message}", file=log or sys.stderr)
-    return specs
-
-
-def mutant_settings(names: Sequence[str] | None, settings: Sequence[str] | None) -> dict[str, tuple[str, ...]]:
-    """``--mutants`` entries ``name`` or ``name:setting,setting`` -> {name: settings}; a bare name gets
-    ``settings`` if given, else its ``CATALOGUE`` entry (every setting for a name not in it)."""
-    chosen = {}
-    for entry in names or list(CATALOGUE):
-        name, _, listed = entry.partition(":")
-        picked = tuple(listed.split(",")) if listed else tuple(settings or CATALOGUE.get(name, ALL))
-        unknown = sorted(set(picked) - set(ALL))
-        if unknown:
-            raise UnknownMutantError(f"--mutants {entry}: unknown setting(s) {unknown}; settings: {', '.join(ALL)}")
-        chosen[name] = picked
-    return chosen
-
-
-def catalogue_runs(
-    specs: dict[str, str], settings_of: Callable[[str], Sequence[str]], seeds: Sequence[int], fraction: float,
-    out: Any = None, jobs: int | None = None,
-) -> list[dict[str, Any]]:
-    """One line per (mutant, setting, seed): both p-values and whether ``detects`` would fire."""
-    started, lines = time.perf_counter(), []
-    for name, spec in specs.items():
-        for setting in settings_of(name):
-            for seed in seeds:
-                p = decoder_seed(spec, seed, [setting], fraction, jobs)[setting]
-                line = {"mutant": name, "setting": setting, "fraction": fraction, "seed": seed, "p": p,
-                        "detected": fires(p), "elapsed_s": round(time.perf_counter() - started, 1)}
-                lines.append(line)
-                if out is not None:
-                    print(json.dumps(line), file=out, flush=True)
-    return lines
-
-
-def catalogue_summary(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (mutant, setting, fraction): detected / seeds and the median p-value of each test."""
-    groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
-    for line in lines:
-        groups.setdefault((line["mutant"], line["setting"], line["fraction"]), []).append(line)
-    return [
-        {"mutant": m, "setting": s, "fraction": f, "seeds": len(group), "detected": sum(g["detected"] for g in group),
-         **{f"median_p_{t}": statistics.median(g["p"][t] for g in group) for t in group[0]["p"]}}
-        for (m, s, f), group in groups.items()
-    ]
-
-
-def format_catalogue(rows: Sequence[dict[str, Any]]) -> str:
-    tests = list(checks())
-    head = f"{'fraction':>8} {'detected':>9} " + " ".join(f"{'median p ' + t[:4]:>14}" for t in tests)
-    lines = [f"  {'mutant':24} {'setting':16} {head}"]
-    for r in rows:
-        detected = f"{r['detected']}/{r['seeds']}"
-        medians = " ".join(f"{r[f'median_p_{t}']:>14.3g}" for t in tests)
-        lines.append(f"  {r['mutant']:24} {r['setting']:16} {r['fraction']:>8g} {detected:>9} {medians}")
-    return "\n".join(lines)
-
-
 # --- the command line -----------------------------------------------------------------------------
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("mode", choices=("exact", "decoder", "catalogue"))
+    parser.add_argument("mode", choices=("exact", "decoder", "catalogue", "recount"))
+    parser.add_argument("lines", nargs="?", help="recount: a sweep's JSON lines (one cut short counts too)")
     parser.add_argument("--seeds", type=int, default=None, help="exact: 1000, decoder: 200, catalogue: 20")
     parser.add_argument("--first-seed", type=int, default=FIRST_SEED, help="continue a sweep cut short")
     parser.add_argument("--settings", nargs="+", choices=ALL, help="default: all (catalogue: CATALOGUE's)")
@@ -388,6 +271,14 @@ def run_decoder(args: argparse.Namespace, seeds: range, out: Any) -> dict[str, A
 
 
 def run_catalogue(args: argparse.Namespace, seeds: range, out: Any) -> dict[str, Any]:
+    from .sampling_law_catalogue import (
+        catalogue_runs,
+        catalogue_summary,
+        format_catalogue,
+        mutant_settings,
+        resolve_mutants,
+    )
+
     chosen = mutant_settings(args.mutants, args.settings)
     specs = resolve_mutants(list(chosen), skip_missing=not args.mutants)
     rows = catalogue_summary(catalogue_runs(specs, chosen.__getitem__, seeds, args.fraction, out, args.jobs))
@@ -395,8 +286,33 @@ def run_catalogue(args: argparse.Namespace, seeds: range, out: Any) -> dict[str,
     return {"fraction": args.fraction, "catalogue": rows}
 
 
+def recount(path: str, out: Any) -> dict[str, Any]:
+    """The summary of a sweep's JSON lines, from the file it printed (a sweep cut short included)."""
+    from .sampling_law_catalogue import catalogue_summary, format_catalogue
+
+    with open(path) as f:
+        lines = [json.loads(line) for line in f if line.startswith("{")]
+    if lines and "mutant" in lines[0]:
+        rows = catalogue_summary(lines)
+        print(format_catalogue(rows), file=out)
+        return {"mode": "catalogue", "seeds": len({line["seed"] for line in lines}), "catalogue": rows}
+    summary: dict[str, Any] = {"mode": "decoder" if lines and "impl" in lines[0] else "exact"}
+    for size in dict.fromkeys(line.get("size", "ci") for line in lines):
+        part = [line for line in lines if line.get("size", "ci") == size]
+        summary[size] = count(part)
+        summary[f"{size}_seeds"] = [part[0]["seed"], part[-1]["seed"], len(part)]  # first, last, number
+        print(format_counts(f"{path}: {size}, {len(part)} seeds", summary[size]), file=out)
+    return summary
+
+
 def main(argv: Sequence[str] | None = None, out: Any = None) -> dict[str, Any]:
     args, out = parse(argv), out or sys.stdout
+    if args.mode == "recount":
+        summary = recount(args.lines, out)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(summary, f, indent=2)
+        return summary
     default_seeds = {"exact": 1000, "decoder": 200, "catalogue": 20}[args.mode]
     seeds = range(args.first_seed, args.first_seed + (args.seeds or default_seeds))
     started = time.perf_counter()
@@ -410,6 +326,8 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
+    from .sampling_law_catalogue import UnknownMutantError
+
     try:
         main()
     except UnknownMutantError as exc:

@@ -1,5 +1,6 @@
-"""The sampling-law sweep harness (tests/sampling_law_sweep.py): its exact null is the null, its simulated
-acceptance counts are the reference decoder's, its counting is right, and bad mutant names are errors.
+"""The sampling-law sweep harness (tests/sampling_law_sweep.py, tests/sampling_law_catalogue.py): its exact
+null is the null, its simulated acceptance counts are the reference decoder's, its counting is right, and
+bad mutant names are errors.
 
 The default run takes a few seconds; ``test_exact_null_false_positive_rate`` (``specdec_statistical``)
 sweeps the exact null over 500 seeds (~5 minutes on one core).
@@ -19,6 +20,7 @@ from pytest_specdec.protocol import load_factory
 from pytest_specdec.sample_pool import Call
 from reference_impl.speculative import SpeculativeDecoder
 
+from . import sampling_law_catalogue as catalogue
 from . import sampling_law_sweep as sweep
 from . import test_sampling_law as law
 
@@ -100,6 +102,14 @@ def test_counting_on_a_tiny_sweep(capsys, tmp_path):
     assert summary["ci"]["setting_runs"] == 4 and summary["ci"]["settings"]["T1"]["seeds"] == 2
 
 
+def test_recount_a_sweep_cut_short(tmp_path, capsys):
+    """``recount`` rebuilds the summary from the printed lines: the same counts as the sweep's own."""
+    summary = sweep.main(["exact", "--seeds", "2", "--settings", "T1", "--fraction", "0.02"])
+    path = tmp_path / "lines.jsonl"
+    path.write_text(capsys.readouterr().out)
+    assert sweep.main(["recount", str(path)])["ci"] == summary["ci"]
+
+
 def test_count_levels_and_firings():
     """Each check's level is ALPHA split between the checks (5e-5 for two, 3.3e-5 for three): 3e-5 fires, 8e-5 not."""
     lines = [
@@ -117,13 +127,13 @@ def test_count_levels_and_firings():
 def test_catalogue_summary_counts_detections():
     lines = [{"mutant": "m", "setting": "T1", "fraction": 0.5, "seed": s, "p": {"law": p, "acceptance": 1.0},
               "detected": p < 5e-5} for s, p in enumerate((1e-9, 1e-6, 0.3))]
-    (row,) = sweep.catalogue_summary(lines)
+    (row,) = catalogue.catalogue_summary(lines)
     assert (row["detected"], row["seeds"], row["median_p_law"]) == (2, 3, 1e-6)
 
 
 def test_mutant_names_resolve_to_buildable_specs():
     """A registered name gives a module:Class spec that ``load_factory`` turns back into a decoder factory."""
-    (spec,) = sweep.resolve_mutants(["greedy_draft"]).values()
+    (spec,) = catalogue.resolve_mutants(["greedy_draft"]).values()
     assert spec == "tests.mutants:GreedyDraftDecoder"
     decoder = load_factory(spec)(*law.pair())
     assert decoder.generate(torch.tensor([[1]]), max_new_tokens=3, sampling=sweep.sampling("T1"),
@@ -131,15 +141,15 @@ def test_mutant_names_resolve_to_buildable_specs():
 
 
 def test_unknown_mutant_is_a_clear_error(capsys):
-    with pytest.raises(sweep.UnknownMutantError, match=r"unknown mutant 'no_such_bug'.*known: .*greedy_draft"):
-        sweep.resolve_mutants(["greedy_draft", "no_such_bug"])
-    assert list(sweep.resolve_mutants(["no_such_bug", "uniform_zero"], skip_missing=True)) == ["uniform_zero"]
+    with pytest.raises(catalogue.UnknownMutantError, match=r"unknown mutant 'no_such_bug'.*known: .*greedy_draft"):
+        catalogue.resolve_mutants(["greedy_draft", "no_such_bug"])
+    assert list(catalogue.resolve_mutants(["no_such_bug", "uniform_zero"], skip_missing=True)) == ["uniform_zero"]
     assert "skipping unknown mutant 'no_such_bug'" in capsys.readouterr().err
 
 
 def test_catalogue_settings_exist():
-    assert all(set(settings) <= set(law.SETTINGS) for settings in sweep.CATALOGUE.values())
-    assert set(sweep.CATALOGUE) <= set(sweep.registries()[0])
+    assert all(set(settings) <= set(law.SETTINGS) for settings in catalogue.CATALOGUE.values())
+    assert set(catalogue.CATALOGUE) <= set(catalogue.registries()[0])
 
 
 @pytest.mark.specdec_statistical
