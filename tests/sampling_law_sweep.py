@@ -314,7 +314,7 @@ def main(argv: Sequence[str] | None = None, out: Any = None) -> dict[str, Any]:
                 json.dump(summary, f, indent=2)
         return summary
     default_seeds = {"exact": 1000, "decoder": 200, "catalogue": 20}[args.mode]
-    seeds = range(args.first_seed, args.first_seed + (args.seeds or default_seeds))
+    seeds = range(args.first_seed, args.first_seed + (default_seeds if args.seeds is None else args.seeds))
     started = time.perf_counter()
     run = {"exact": run_exact, "decoder": run_decoder, "catalogue": run_catalogue}[args.mode]
     summary = {"mode": args.mode, "first_seed": args.first_seed, "seeds": len(seeds), **run(args, seeds, out)}
