@@ -201,13 +201,14 @@ def count(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
     for line in lines:
         for setting, p in line["p"].items():
             entry = by_setting.setdefault(
-                setting, {"seeds": 0, "fired": 0, **{t: {str(x): 0 for x in levels()} for t in p}}
+                setting, {"seeds": 0, "fired": 0, "min_p": {}, **{t: {str(x): 0 for x in levels()} for t in p}}
             )
             entry["seeds"] += 1
             entry["fired"] += fires(p)
             for test, value in p.items():
                 for x in levels():
                     entry[test][str(x)] += value < x
+                entry["min_p"][test] = min(value, entry["min_p"].get(test, 1.0))
     runs = sum(e["seeds"] for e in by_setting.values())
     fired = sum(e["fired"] for e in by_setting.values())
     return {"setting_runs": runs, "fired": fired, "level": law.ALPHA, "check_level": level(), "settings": by_setting}
@@ -301,6 +302,7 @@ def recount(path: str, out: Any) -> dict[str, Any]:
         part = [line for line in lines if line.get("size", "ci") == size]
         summary[size] = count(part)
         summary[f"{size}_seeds"] = [part[0]["seed"], part[-1]["seed"], len(part)]  # first, last, number
+        summary[f"{size}_wall_s"] = part[-1]["elapsed_s"]
         print(format_counts(f"{path}: {size}, {len(part)} seeds", summary[size]), file=out)
     return summary
 
