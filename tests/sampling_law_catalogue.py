@@ -96,14 +96,20 @@ def catalogue_runs(
     specs: dict[str, str], settings_of: Callable[[str], Sequence[str]], seeds: Sequence[int], fraction: float,
     out: Any = None, jobs: int | None = None,
 ) -> list[dict[str, Any]]:
-    """One line per (mutant, setting, seed): both p-values and whether ``detects`` would fire."""
+    """One line per (mutant, setting, seed): every check's p-value and whether ``detects`` would fire; a
+    decoder the protocol check rejects first (``ContractError``, an AssertionError) is detected with no p."""
     started, lines = time.perf_counter(), []
     for name, spec in specs.items():
         for setting in settings_of(name):
             for seed in seeds:
-                p = decoder_seed(spec, seed, [setting], fraction, jobs)[setting]
-                line = {"mutant": name, "setting": setting, "fraction": fraction, "seed": seed, "p": p,
-                        "detected": fires(p), "elapsed_s": round(time.perf_counter() - started, 1)}
+                line = {"mutant": name, "setting": setting, "fraction": fraction, "seed": seed}
+                try:
+                    p = decoder_seed(spec, seed, [setting], fraction, jobs)[setting]
+                except AssertionError as exc:  # the suite's contract check failed the decoder before the law
+                    line.update(p=None, detected=True, contract=str(exc).splitlines()[0])
+                else:
+                    line.update(p=p, detected=fires(p))
+                line["elapsed_s"] = round(time.perf_counter() - started, 1)
                 lines.append(line)
                 if out is not None:
                     print(json.dumps(line), file=out, flush=True)
@@ -111,23 +117,30 @@ def catalogue_runs(
 
 
 def catalogue_summary(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per (mutant, setting, fraction): detected / seeds and the median p-value of each test."""
+    """Per (mutant, setting, fraction): detected / seeds, how many by the contract check, and the median
+    p-value of each check (None where every seed failed the contract)."""
     groups: dict[tuple[str, str, float], list[dict[str, Any]]] = {}
     for line in lines:
         groups.setdefault((line["mutant"], line["setting"], line["fraction"]), []).append(line)
-    return [
-        {"mutant": m, "setting": s, "fraction": f, "seeds": len(group), "detected": sum(g["detected"] for g in group),
-         **{f"median_p_{t}": statistics.median(g["p"][t] for g in group) for t in group[0]["p"]}}
-        for (m, s, f), group in groups.items()
-    ]
+    rows = []
+    for (mutant, setting, fraction), group in groups.items():
+        tested = [g["p"] for g in group if g["p"] is not None]
+        names = list(tested[0]) if tested else list(checks())
+        medians = {f"median_p_{t}": statistics.median(p[t] for p in tested) if tested else None for t in names}
+        rows.append({"mutant": mutant, "setting": setting, "fraction": fraction, "seeds": len(group),
+                     "detected": sum(g["detected"] for g in group), "by_contract": len(group) - len(tested), **medians})
+    return rows
 
 
 def format_catalogue(rows: Sequence[dict[str, Any]]) -> str:
-    tests = list(checks())
-    head = f"{'fraction':>8} {'detected':>9} " + " ".join(f"{'median p ' + t[:4]:>14}" for t in tests)
+    tests = [key.removeprefix("median_p_") for key in rows[0] if key.startswith("median_p_")] if rows else []
+    head = f"{'fraction':>8} {'detected':>9} {'contract':>8} " + " ".join(f"{'median p ' + t[:4]:>14}" for t in tests)
     lines = [f"  {'mutant':24} {'setting':16} {head}"]
     for r in rows:
         detected = f"{r['detected']}/{r['seeds']}"
-        medians = " ".join(f"{r[f'median_p_{t}']:>14.3g}" for t in tests)
-        lines.append(f"  {r['mutant']:24} {r['setting']:16} {r['fraction']:>8g} {detected:>9} {medians}")
+        medians = " ".join(format(r[f"median_p_{t}"], ">14.3g") if r[f"median_p_{t}"] is not None else f"{'-':>14}"
+                           for t in tests)
+        lines.append(
+            f"  {r['mutant']:24} {r['setting']:16} {r['fraction']:>8g} {detected:>9} {r['by_contract']:>8} {medians}"
+        )
     return "\n".join(lines)

@@ -127,8 +127,11 @@ def test_count_levels_and_firings():
 def test_catalogue_summary_counts_detections():
     lines = [{"mutant": "m", "setting": "T1", "fraction": 0.5, "seed": s, "p": {"law": p, "acceptance": 1.0},
               "detected": p < 5e-5} for s, p in enumerate((1e-9, 1e-6, 0.3))]
+    lines.append({"mutant": "m", "setting": "T1", "fraction": 0.5, "seed": 3, "p": None, "detected": True,
+                  "contract": "counts disagree"})
     (row,) = catalogue.catalogue_summary(lines)
-    assert (row["detected"], row["seeds"], row["median_p_law"]) == (2, 3, 1e-6)
+    assert (row["detected"], row["seeds"], row["by_contract"], row["median_p_law"]) == (3, 4, 1, 1e-6)
+    assert "m " in catalogue.format_catalogue([row])
 
 
 def test_mutant_names_resolve_to_buildable_specs():
