@@ -31,22 +31,16 @@ import torch
 
 from pytest_specdec.stats import accepted_length_law, step_law
 from reference_impl.models.table import table_pair
-from reference_impl.sampling import SamplingConfig, probs_from_logits, residual_probs
+from reference_impl.sampling import probs_from_logits, residual_probs
+from tests import test_sampling_law as law
 from tests.subtle_mutants import SUBTLE_MUTANTS, warp_nucleus_exclusive, warp_top_p_first
 
-PAIR = {
-    "target_logits": [2.0, 1.5, 1.0, 0.6, 0.3, 0.0, -0.5, -1.0],
-    "draft_logits": [3.0, 2.0, 1.2, 0.5, 0.0, -0.5, -1.0, -2.0],
-    "rearrangement": [2, 0, 1, 3, 4, 5, 6, 7],
-}
+PAIR = {key: list(law.PAIRS["main"][key]) for key in ("target_logits", "draft_logits", "rearrangement")}
 GAMMA = 3
-SETTINGS = {
-    "T=1": SamplingConfig(temperature=1.0),
-    "T=0.6": SamplingConfig(temperature=0.6),
-    "top_k=3": SamplingConfig(temperature=1.0, top_k=3),
-    "top_p=0.8": SamplingConfig(temperature=1.0, top_p=0.8),
-    "T=0.7,top_p=0.9": SamplingConfig(temperature=0.7, top_p=0.9),
-    "top_k=5,top_p=0.8": SamplingConfig(temperature=1.0, top_k=5, top_p=0.8),
+SETTINGS = {  # the sampling-law tests' settings on the main pair, under this catalogue's labels
+    label: law.SETTINGS[name].sampling
+    for label, name in (("T=1", "T1"), ("T=0.6", "low_T"), ("top_k=3", "top_k"), ("top_p=0.8", "top_p"),
+                        ("T=0.7,top_p=0.9", "T0.7_top_p0.9"), ("top_k=5,top_p=0.8", "top_k5_top_p0.8"))
 }
 MC_SAMPLES = 2**22
 VALIDATE_STEPS = 20_000
