@@ -28,6 +28,7 @@ SAVE_BASELINE = "--specdec-save-baseline"
 # same-job A/B against the base branch's decoder (docs/ci.md, "Same-job A/B")
 BASE_IMPL = "--specdec-base-impl"
 BASE_PATH = "--specdec-base-path"
+SAMPLE_JOBS = "--specdec-sample-jobs"
 
 DEFAULT_PAIR = "trained"
 DEFAULT_GAMMAS = (4,)
@@ -57,6 +58,9 @@ _OPTIONS: tuple[tuple[str, str, str, str], ...] = (
     (BASELINE_DIR, "specdec_baseline_dir", "folder of stored performance baselines (default: baselines)", "path"),
     (SAVE_BASELINE, "specdec_save_baseline", "store this run's performance figures as the baseline for its "
      "fingerprint (atomically; other fingerprints are kept)", "bool"),
+    (SAMPLE_JOBS, "specdec_sample_jobs", "processes that draw the sampling-law tests' decodes, each rebuilding the "
+     "decoder from its module:factory (default: one per usable core, 1 under pytest-xdist; 1: in the test process)",
+     "str"),
     # same-job A/B against the base branch's decoder
     (BASE_IMPL, "specdec_base_impl", "the base branch's decoder as module:factory: the performance tests time it "
      "interleaved with the decoder under test and fail on a same-run regression, on any machine", "str"),
@@ -112,6 +116,7 @@ class SpecDecOptions:
     save_baseline: bool = False
     base_impl: str | None = None
     base_path: Path | None = None
+    sample_jobs: int | None = None  # None: one per usable core
 
     @classmethod
     def from_pytest_config(cls, config: pytest.Config) -> SpecDecOptions:
@@ -146,6 +151,7 @@ class SpecDecOptions:
             report_dir=path(REPORT_DIR),
             baseline_dir=baseline_dir,
             save_baseline=bool(_value(config, SAVE_BASELINE)),
+            sample_jobs=_sample_jobs(text(SAMPLE_JOBS)),
             **_base_options(text(BASE_IMPL), path(BASE_PATH)),
         )
 
@@ -158,6 +164,15 @@ class SpecDecOptions:
 
     def resolved_dtype(self) -> str:
         return self.dtype or ("bfloat16" if self.gpu else "float32")
+
+
+def _sample_jobs(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise pytest.UsageError(f"{SAMPLE_JOBS} takes a whole number of processes >= 1 (1: in the test process); "
+                                f"got {text!r}")
+    return int(text)
 
 
 def _base_options(impl: str | None, base_path: Path | None) -> dict[str, object]:

@@ -31,6 +31,8 @@ class DecoderSource:
     impl: str  # module:factory
     build_pair: Callable[[], tuple[Any, Any]]  # picklable (a module-level function or a functools.partial of one)
     options: tuple[tuple[str, Any], ...] = ()
+    device: str = "cpu"  # where the pair is moved, and prompts and generators live
+    batch: int = 0  # > 0: the calls run ``batch`` rows at a time through ``generate_batch``, one generator per row
 
 
 @dataclass(frozen=True)
@@ -80,41 +82,73 @@ def chunk_seed(seed: int, chunk: int) -> int:
     return (seed * 1_000_003 + chunk * 7_919 + 17) % (2**63)
 
 
-def run_calls(decoder: Any, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int) -> DecodeSample:
+def run_calls(
+    decoder: Any, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int, device: str = "cpu"
+) -> DecodeSample:
     """Run ``calls`` on ``decoder`` with one generator seeded with ``seed``; every result must have its full length."""
     import torch
 
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=device).manual_seed(seed)
     sample = DecodeSample()
     for call in calls:
-        prompt = torch.tensor([call.prompt], dtype=torch.long)
+        prompt = torch.tensor([call.prompt], dtype=torch.long, device=device)
         result = decoder.generate(
             prompt, max_new_tokens=call.max_new_tokens, sampling=sampling, gamma=gamma, generator=generator
         )
-        if len(result.tokens) != call.max_new_tokens:
-            raise AssertionError(
-                f"asked for {call.max_new_tokens} new tokens with no EOS, got {len(result.tokens)}"
-            )
-        sample.prompts.append(call.prompt)
-        sample.sequences.append(list(result.tokens))
-        s = result.stats
-        sample.accepted += s.accepted
-        sample.rejections += s.rejections
-        sample.drafted += s.drafted
-        sample.steps += s.steps
+        _add(sample, call, result)
     return sample
+
+
+def run_calls_batched(
+    decoder: Any, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int, device: str, batch: int
+) -> DecodeSample:
+    """``calls`` through ``generate_batch``, ``batch`` rows at a time (prompts and budgets differ, so rows finish at
+    different times); row i of the chunk draws from its own generator seeded from (``seed``, i)."""
+    import torch
+
+    sample = DecodeSample()
+    for start in range(0, len(calls), batch):
+        rows = calls[start : start + batch]
+        generators = [torch.Generator(device=device).manual_seed(chunk_seed(seed, start + i)) for i in range(len(rows))]
+        prompts = [torch.tensor([call.prompt], dtype=torch.long, device=device) for call in rows]
+        budgets = [call.max_new_tokens for call in rows]
+        results = decoder.generate_batch(
+            prompts, max_new_tokens=budgets, sampling=sampling, gamma=gamma, generators=generators
+        )
+        for call, result in zip(rows, results, strict=True):
+            _add(sample, call, result)
+    return sample
+
+
+def _add(sample: DecodeSample, call: Call, result: Any) -> None:
+    if len(result.tokens) != call.max_new_tokens:
+        raise AssertionError(f"asked for {call.max_new_tokens} new tokens with no EOS, got {len(result.tokens)}")
+    sample.prompts.append(call.prompt)
+    sample.sequences.append(list(result.tokens))
+    s = result.stats
+    sample.accepted += s.accepted
+    sample.rejections += s.rejections
+    sample.drafted += s.drafted
+    sample.steps += s.steps
 
 
 @functools.cache
 def _worker_decoder(source: DecoderSource) -> Any:
-    from .protocol import load_factory, make_decoder
+    from .protocol import CheckedBatchedDecoder, load_factory, make_decoder
 
-    target, draft = source.build_pair()
-    return make_decoder(load_factory(source.impl), source.impl, target, draft, **dict(source.options))
+    target, draft = (model.to(source.device) for model in source.build_pair())
+    factory = load_factory(source.impl)
+    if source.batch:
+        return CheckedBatchedDecoder(factory(target, draft, **dict(source.options)), source.impl)
+    return make_decoder(factory, source.impl, target, draft, **dict(source.options))
 
 
-def _run_chunk(source: DecoderSource, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int) -> Any:
-    return run_calls(_worker_decoder(source), calls, sampling, gamma, seed)
+def run_source(source: DecoderSource, calls: Sequence[Call], sampling: Any, gamma: int | None, seed: int) -> Any:
+    """``calls`` on the source's decoder (built once per process), batched or one call at a time."""
+    decoder = _worker_decoder(source)
+    if source.batch:
+        return run_calls_batched(decoder, calls, sampling, gamma, seed, source.device, source.batch)
+    return run_calls(decoder, calls, sampling, gamma, seed, source.device)
 
 
 def _init_worker() -> None:
@@ -158,19 +192,23 @@ def sample_decodes(
     seed: int,
     gamma: int | None = None,
     jobs: int | None = None,
+    device: str = "cpu",
 ) -> DecodeSample:
-    """Run ``plan`` on ``decoder`` (a decoder object, run here, or a ``DecoderSource``, run on ``jobs`` processes)."""
+    """Run ``plan`` on ``decoder`` (a decoder object, run here on ``device``, or a ``DecoderSource``, run on ``jobs``
+    processes on the source's device)."""
     chunks = [plan[i : i + CHUNK] for i in range(0, len(plan), CHUNK)]
     seeds = [chunk_seed(seed, i) for i in range(len(chunks))]
     jobs = default_jobs() if jobs is None else jobs
     if isinstance(decoder, DecoderSource) and jobs > 1 and len(chunks) > 1:
         pool = _pool(jobs)
-        parts = list(pool.map(_run_chunk, [decoder] * len(chunks), chunks, [sampling] * len(chunks),
+        parts = list(pool.map(run_source, [decoder] * len(chunks), chunks, [sampling] * len(chunks),
                               [gamma] * len(chunks), seeds))
     else:
+        pairs = zip(chunks, seeds, strict=True)
         if isinstance(decoder, DecoderSource):
-            decoder = _worker_decoder(decoder)
-        parts = [run_calls(decoder, chunk, sampling, gamma, s) for chunk, s in zip(chunks, seeds, strict=True)]
+            parts = [run_source(decoder, chunk, sampling, gamma, s) for chunk, s in pairs]
+        else:
+            parts = [run_calls(decoder, chunk, sampling, gamma, s, device) for chunk, s in pairs]
     sample = DecodeSample()
     for part in parts:
         sample.extend(part)

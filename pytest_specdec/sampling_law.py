@@ -67,7 +67,7 @@ class ConditionalResult:
             f"observed mean TV = {self.mean_tv:.4f}, impossible tokens = {self.impossible}"
         )
         worst = sorted(self.per_state, key=lambda sr: sr[1].pvalue)[:max_states]
-        parts = [head, *(f"after token {s}: " + r.describe(max_rows) for s, r in worst)]
+        parts = [head, *(r.describe(max_rows) for _, r in worst)]
         return "\n".join(parts)
 
 
@@ -90,24 +90,30 @@ class AcceptanceResult:
         )
 
 
-def transition_counts(prompts: Sequence[Sequence[int]], sequences: Sequence[Sequence[int]], vocab: int) -> Any:
-    """(vocab + 1, vocab) int64 counts of (previous token, token) over every emitted token.
+def transition_counts(
+    prompts: Sequence[Sequence[int]], sequences: Sequence[Sequence[int]], vocab: int, context: int = 1
+) -> Any:
+    """((vocab + 1) ** context, vocab) int64 counts of (state, token) over every emitted token.
 
-    The first emitted token's previous token is the prompt's last one (row ``vocab``: an empty prompt),
-    the row layout of a context-1 ``TableLM``'s table.
+    A token's state is its ``context`` previous tokens, prompt included, newest first in base
+    ``vocab + 1`` with ``vocab`` for "no token" (before the prompt): the row layout of a ``TableLM``'s table.
     """
     import torch
 
-    previous, current = [], []
+    states, current = [], []
     for prompt, tokens in zip(prompts, sequences, strict=True):
-        if not tokens:
-            continue
-        previous += [prompt[-1] if prompt else vocab, *tokens[:-1]]
+        history = [*prompt, *tokens]
+        for i in range(len(prompt), len(history)):
+            state = 0
+            for back in range(1, context + 1):
+                state = state * (vocab + 1) + (history[i - back] if i - back >= 0 else vocab)
+            states.append(state)
         current += tokens
-    index = torch.tensor(previous, dtype=torch.long) * vocab + torch.tensor(current, dtype=torch.long)
-    if len(current) and (min(current) < 0 or max(current) >= vocab):
+    if current and (min(current) < 0 or max(current) >= vocab):
         raise ValueError(f"emitted token ids must lie in 0..{vocab - 1}, got {min(current)}..{max(current)}")
-    return torch.bincount(index, minlength=(vocab + 1) * vocab).view(vocab + 1, vocab)
+    index = torch.tensor(states, dtype=torch.long) * vocab + torch.tensor(current, dtype=torch.long)
+    rows = (vocab + 1) ** context
+    return torch.bincount(index, minlength=rows * vocab).view(rows, vocab)
 
 
 def conditional_test(counts: Any, probs: Any, name: str = "next-token law") -> ConditionalResult:
@@ -118,7 +124,7 @@ def conditional_test(counts: Any, probs: Any, name: str = "next-token law") -> C
     for state, (row, law) in enumerate(zip(counts.tolist(), probs.tolist(), strict=True)):
         if not sum(row):
             continue
-        result = goodness_of_fit(row, law, name=f"previous token {state}")
+        result = goodness_of_fit(row, law, name=f"state {state}")
         per_state.append((state, result))
         impossible += result.impossible
         if math.isfinite(result.statistic):
@@ -127,6 +133,36 @@ def conditional_test(counts: Any, probs: Any, name: str = "next-token law") -> C
     pvalue = 0.0 if impossible else (float(chi2.sf(statistic, dof)) if dof else 1.0)
     n = int(counts.sum())
     return ConditionalResult(name, n, statistic, dof, pvalue, impossible, tuple(per_state))
+
+
+def rank_test(counts: Any, probs: Any, name: str = "rank law") -> Any:
+    """The emitted tokens' ranks under the target's law in their state (most likely first, ties by id),
+    against the law of that rank: one goodness of fit with at most vocab - 1 dof.
+
+    ``counts``: (states, vocab) from ``transition_counts``; ``probs``: (states, vocab) exact rows.
+    Expected count of rank r: the sum over tokens of their state's r-th largest probability. When
+    every row is a permutation of one vector (a ``table_pair``) the rank law is the same in every
+    state and the test is exact; otherwise the ranks are independent but not identically distributed
+    and the Pearson statistic is conservative (its variance is at most the multinomial's).
+    """
+    import torch
+
+    order = torch.argsort(-probs, dim=-1, stable=True)  # (states, vocab): token of rank r in state s
+    ranked_counts = counts.gather(1, order).sum(dim=0)  # (vocab,)
+    visits = counts.sum(dim=1, keepdim=True).to(probs.dtype)
+    ranked_probs = (probs.gather(1, order) * visits).sum(dim=0) / visits.sum()
+    labels = [f"rank {r}" for r in range(probs.shape[1])]
+    return goodness_of_fit(ranked_counts.tolist(), ranked_probs.tolist(), labels=labels, name=name)
+
+
+def rank_reach(probs: Any, n_tokens: int, alpha: float, power: float = 0.99) -> float:
+    """TV of the rank law detected with ``power`` by ``n_tokens`` tokens (dof: the rank law's bins, largest over
+    states)."""
+    import torch
+
+    ranked = torch.sort(probs, dim=-1, descending=True).values
+    dof = max(max(len(pool_bins([0] * len(row), row, [""] * len(row), n_tokens)[0]) - 1, 0) for row in ranked.tolist())
+    return detectable_tv(n_tokens, dof, alpha, power)
 
 
 def planned_dof(probs: Any, tokens_per_state: Sequence[float]) -> int:

@@ -1,4 +1,9 @@
-"""Check 3: the whole decoder samples from the target's distribution, end to end.
+"""Check 3 on a real transformer pair: the whole decoder's joint sequence law, end to end (statistical profile).
+
+The default run's distribution check is ``tests/test_sampling_law.py`` (a table model pair, every
+token an observation, TV 0.02); this module is its cross-check on attention models, where the
+sampled path's cache rollback runs through real KV caches. It runs with ``-m specdec_statistical``;
+``test_identical_pair_accepts_everything`` (exact, no statistics) runs by default.
 
 The decoder under test (from ``specdec_factory``) generates ``N_CI`` continuations of
 ``LENGTH`` = 4 tokens with gamma = 2 on a tiny pair with an 8-token vocabulary, one generator
@@ -93,6 +98,7 @@ def decoder_under_test(specdec_factory):
     return target, specdec_factory(target, draft)
 
 
+@pytest.mark.specdec_statistical
 @pytest.mark.parametrize("config", CONFIGS)
 def test_decoder_samples_the_target_distribution(decoder_under_test, config):
     """N_CI = 1000 sequences; false-positive rate <= 1e-4; detects TV >= DETECTABLE_TV_CI[config]."""

@@ -123,6 +123,8 @@ def test_options_from_the_ini_file_and_the_command_line(pytester):
         ([f"{opts.TARGET}=nobody/absent-model", f"{opts.DRAFT}=nobody/absent-draft"],
          "*'nobody/absent-model' is neither a local folder nor in the local Hugging Face cache*"),
         ([f"{opts.DEVICE}=cuda:0"], "*--specdec-device cuda:0 needs --specdec-gpu*"),
+        ([f"{opts.SAMPLE_JOBS}=0"], "*--specdec-sample-jobs takes a whole number of processes >= 1*"),
+        ([f"{opts.SAMPLE_JOBS}=two"], "*--specdec-sample-jobs takes a whole number of processes >= 1*"),
     ],
 )
 def test_bad_options_are_usage_errors(pytester, args, message):

@@ -6,6 +6,10 @@
 - ``tiny-<arch>-<relation>``: random pairs built from a config and a seed (``tiny.py``).
 - ``calibrated-*``: random pairs of realistic CPU cost whose acceptance is set by construction
   (``calibrated.py``).
+- ``table``: lookup-table LMs (``table.py``, a forward pass in tens of microseconds) whose
+  acceptance probability is the same in every state for every sampling setting. Importing this
+  package registers their model type (``specdec-table``) with the Auto classes, so a saved table
+  pair loads with ``AutoModelForCausalLM.from_pretrained``.
 """
 
 from __future__ import annotations
@@ -15,9 +19,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .table import table_pair
 from .tiny import ARCHITECTURES, RELATIONS, tiny_pair
 
 TRAINED_DIR = Path(__file__).parent / "trained"
+# the ``table`` pair: target and draft logits, and where the draft puts its i-th logit (sigma_s(rearrangement[i]))
+TABLE_TARGET = (2.0, 1.5, 1.0, 0.6, 0.3, 0.0, -0.5, -1.0)
+TABLE_DRAFT = (3.0, 2.0, 1.2, 0.5, 0.0, -0.5, -1.0, -2.0)
+TABLE_REARRANGEMENT = (2, 0, 1, 3, 4, 5, 6, 7)
 
 
 @dataclass(frozen=True)
@@ -48,6 +57,12 @@ def named_pairs() -> dict[str, NamedPair]:
             draft_path=TRAINED_DIR / "draft",
         ),
     }
+    pairs["table"] = NamedPair(
+        name="table",
+        description="lookup-table target and draft, vocab 8, state = last 2 tokens; acceptance 0.556 at T=1 in "
+        "every state (0 greedy: the draft's argmax is never the target's); built from seed 0",
+        build=lambda dtype: table_pair(TABLE_TARGET, TABLE_DRAFT, TABLE_REARRANGEMENT, context=2, dtype=dtype),
+    )
     for arch in ARCHITECTURES:
         for relation in RELATIONS:
             entry = _tiny_entry(arch, relation)

@@ -7,13 +7,16 @@ saved and loaded with ``save_pretrained`` / ``from_pretrained``, run by ``genera
 generation and every decoder of the suite) whose forward pass is a handful of tensor ops:
 
 - the logits at a position are row ``state`` of the table ``lm_head.weight.T`` (``(states, vocab)``),
-  where ``state`` is the previous ``context`` tokens of that position (``context = 1``: the token
-  itself), each in ``0..vocab`` with ``vocab`` standing for "no token" (before the first one);
+  where ``state`` is the last ``context`` tokens up to that position (``context = 1``: the token
+  itself) as base-``(vocab + 1)`` digits, newest first, ``vocab`` standing for "no token" (before
+  the first one): with ``context = 2``, ``state = token * (vocab + 1) + previous token``;
 - the tokens it reads come from its ``DynamicCache``, one layer whose keys are the token ids and
-  whose values are their attention-mask bits. So a decoder that leaves rejected tokens in the cache,
-  crops it to the wrong length or feeds tokens at the wrong slot sees another state and another
-  distribution, as it would with a transformer; masked slots (padding, a batched cache's holes)
-  are skipped, so a row's logits depend on its own tokens only.
+  whose values are their attention-mask bits. So with ``context >= 2`` a decoder that leaves
+  rejected tokens in the cache, crops it to the wrong length or feeds tokens at the wrong slot sees
+  another state and another distribution, as it would with a transformer (with ``context = 1`` the
+  state is the token fed, whatever the cache holds); masked slots (padding, a batched cache's holes)
+  are skipped, so a row's logits depend on its own tokens only. Keys are stored as float32, so ids
+  stay exact (below 2**24) whatever the model's dtype; positions (``position_ids``) are ignored.
 
 ``table_pair`` builds a target and a draft whose rows are permutations of two fixed vectors,
 with the draft's permutation a fixed rearrangement of the target's: every warper the suite uses
@@ -24,6 +27,8 @@ the law of accepted counts is known exactly (``constant_beta``).
 
 from __future__ import annotations
 
+import dataclasses
+from collections import OrderedDict
 from collections.abc import Sequence
 
 import torch
@@ -31,6 +36,7 @@ from transformers import GenerationMixin, PretrainedConfig, PreTrainedModel
 from transformers.modeling_outputs import CausalLMOutputWithPast
 
 MODEL_TYPE = "specdec-table"
+KEY_DTYPE = torch.float32  # the cache's keys (token ids, exact below 2**24) and values (mask bits), any model dtype
 
 
 class TableLMConfig(PretrainedConfig):
@@ -38,7 +44,10 @@ class TableLMConfig(PretrainedConfig):
 
     def __init__(self, vocab_size: int = 8, context: int = 1, max_position_embeddings: int = 4096, **kwargs) -> None:
         if vocab_size < 2 or context < 1:
-            raise ValueError(f"a table LM needs vocab_size >= 2 and context >= 1, got {vocab_size} and {context}")
+            raise ValueError(
+                f"a table LM needs vocab_size >= 2 and context >= 1, got {vocab_size} and {context}: "
+                "give the table at least two columns (tokens) and a context of at least one token"
+            )
         self.vocab_size = vocab_size
         self.context = context
         self.max_position_embeddings = max_position_embeddings
@@ -91,7 +100,10 @@ class TableLM(PreTrainedModel, GenerationMixin):
         """(states, vocab) logits -> this model, with ``table`` as its lookup table."""
         expected = (self.config.num_states, self.config.vocab_size)
         if tuple(table.shape) != expected:
-            raise ValueError(f"table must have shape {expected} (states, vocab), got {tuple(table.shape)}")
+            raise ValueError(
+                f"table must have shape {expected}: (vocab + 1) ** context states (a token or 'none' per "
+                f"context slot) by vocab logits, got {tuple(table.shape)}"
+            )
         with torch.no_grad():
             self.lm_head.weight.copy_(table.T)
         return self
@@ -133,28 +145,45 @@ class TableLM(PreTrainedModel, GenerationMixin):
             input_ids = inputs_embeds[..., 0].round().long()
         cache = cache if cache is not None else past_key_values
         batch, new = input_ids.shape
-        dtype = self.lm_head.weight.dtype
-        keys = input_ids.to(dtype).view(batch, 1, new, 1)
-        if attention_mask is None:
-            values = torch.ones_like(keys)
-        else:
-            values = attention_mask[:, -new:].to(dtype).view(batch, 1, new, 1)
+        new_valid = None if attention_mask is None else attention_mask[:, -new:]
+        keys = input_ids.to(KEY_DTYPE).view(batch, 1, new, 1)
+        values = torch.ones_like(keys) if new_valid is None else new_valid.to(KEY_DTYPE).view(batch, 1, new, 1)
         if cache is not None and use_cache is not False:
             keys, values = cache.update(keys, values, 0)
-        tokens = keys[:, 0, :, 0].long()
-        valid = values[:, 0, :, 0].bool()
-        if attention_mask is not None and attention_mask.shape[1] == valid.shape[1]:
-            valid = valid & attention_mask.bool()  # the caller's mask over every slot wins (a batched cache's holes)
-        if isinstance(logits_to_keep, int):
-            keep = slice(-min(logits_to_keep, new) if logits_to_keep > 0 else -new, None)
+        if self.config.context == 1 and (new_valid is None or bool(new_valid.all())):
+            states = input_ids  # context 1: a valid slot's state is its own token, whatever the cache holds before it
         else:
-            keep = logits_to_keep - new if logits_to_keep.dtype != torch.bool else logits_to_keep[-new:]
-        if self.config.context == 1 and bool(valid.all()):  # the common case: the state is the token itself
-            states = tokens[:, -new:][:, keep]
-        else:
-            states = self.states(tokens, valid)[:, -new:][:, keep]
-        logits = torch.nn.functional.embedding(states, self.lm_head.weight.T)
-        return CausalLMOutputWithPast(logits=logits, cache=cache)
+            tokens, valid = keys[:, 0, :, 0].long(), values[:, 0, :, 0].bool()
+            if attention_mask is not None and attention_mask.shape[1] == valid.shape[1]:
+                valid = valid & attention_mask.bool()  # the caller's mask over every slot wins (batched holes)
+            states = self.states(tokens, valid)[:, -new:]
+        logits = torch.nn.functional.embedding(states[:, kept(logits_to_keep, new)], self.lm_head.weight.T)
+        return causal_lm_output(logits, cache)
+
+
+def kept(logits_to_keep: int | torch.Tensor, new: int) -> slice | torch.Tensor:
+    """transformers' ``logits_to_keep`` (0: all; k: the last k; a tensor: positions or a mask) -> index over ``new``."""
+    if isinstance(logits_to_keep, int):
+        return slice(-min(logits_to_keep, new) if logits_to_keep > 0 else -new, None)
+    return logits_to_keep[-new:] if logits_to_keep.dtype == torch.bool else logits_to_keep - new
+
+
+def causal_lm_output(logits: torch.Tensor, cache: object | None) -> CausalLMOutputWithPast:
+    """``CausalLMOutputWithPast(logits=logits, cache=cache)``, built without ``ModelOutput``'s per-call field checks.
+
+    The constructor validates its dataclass fields on every call (about 18 us, a quarter of a forward
+    pass here); this sets the same attributes and dict entries directly (``tests/test_table_model.py``
+    checks the result equals the constructor's, attributes included).
+    """
+    output = CausalLMOutputWithPast.__new__(CausalLMOutputWithPast)
+    output.__dict__.update(_OUTPUT_FIELDS, logits=logits, cache=cache)
+    OrderedDict.__setitem__(output, "logits", logits)
+    if cache is not None:
+        OrderedDict.__setitem__(output, "cache", cache)
+    return output
+
+
+_OUTPUT_FIELDS = dict.fromkeys(field.name for field in dataclasses.fields(CausalLMOutputWithPast))
 
 
 def register() -> None:
@@ -173,6 +202,8 @@ register()
 
 def table_model(table: torch.Tensor, *, context: int = 1, dtype: torch.dtype = torch.float64) -> TableLM:
     """A ``TableLM`` with ``table`` ((vocab + 1) ** context, vocab) as its logits, in eval mode."""
+    if table.dim() != 2:
+        raise ValueError(f"table must be 2-D ((vocab + 1) ** context states, vocab), got shape {tuple(table.shape)}")
     vocab = table.shape[1]
     model = TableLM(TableLMConfig(vocab_size=vocab, context=context))
     return model.to(dtype).set_table(table.to(dtype)).eval()
@@ -190,6 +221,7 @@ def table_pair(
     rearrangement: Sequence[int],
     *,
     seed: int = 0,
+    context: int = 1,
     dtype: torch.dtype = torch.float64,
 ) -> tuple[TableLM, TableLM]:
     """(target, draft): in every state the target puts ``target_logits[i]`` on token sigma_s(i) and the
@@ -197,16 +229,18 @@ def table_pair(
 
     So in every state, and under every permutation-equivariant warper, the pair relates the same
     way: the acceptance probability is one number per sampling setting (``constant_beta``).
+    ``context=2``: the state is the last two tokens, so a cache that keeps rejected tokens or is
+    cropped to the wrong length changes the law (with ``context=1`` only the token fed matters).
     """
     vocab = len(target_logits)
     if len(draft_logits) != vocab or sorted(rearrangement) != list(range(vocab)):
         raise ValueError("target_logits, draft_logits and rearrangement (a permutation) must have one entry per token")
     generator = torch.Generator().manual_seed(seed)
-    states = vocab + 1
+    states = TableLMConfig(vocab_size=vocab, context=context).num_states
     sigma = torch.stack([torch.randperm(vocab, generator=generator) for _ in range(states)])
     target = permuted_rows(torch.tensor(target_logits, dtype=torch.float64), sigma)
     draft = permuted_rows(torch.tensor(draft_logits, dtype=torch.float64), sigma[:, list(rearrangement)])
-    return table_model(target, dtype=dtype), table_model(draft, dtype=dtype)
+    return table_model(target, context=context, dtype=dtype), table_model(draft, context=context, dtype=dtype)
 
 
 def constant_beta(target: TableLM, draft: TableLM, sampling: object) -> float:
