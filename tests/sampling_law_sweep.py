@@ -24,8 +24,8 @@ The checks, their level and the settings are the tests' own (``checks``, ``level
 between a setting's checks). Counts are of p-values below that level, ALPHA, 1e-2 and 5e-2; a
 setting fires when any of its checks is below the level (its stated rate: <= ALPHA = 1e-4).
 
-Measured (2026-11-30, the tests' two checks at 5e-5 each, seeds from 7000; raw p-values and
-summaries in docs/measurements/sampling-law/):
+Measured on the first version of the tests (commit 1b351b4: 6 settings, two checks at 5e-5 each),
+2026-11-30, seeds from 7000; raw p-values and summaries in docs/measurements/sampling-law/:
 
 =====================  ===============  =====  ==========  ===========  ===========
 sweep                  setting runs     fired  smallest p  p < 0.01     p < 0.05
