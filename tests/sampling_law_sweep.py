@@ -59,7 +59,7 @@ ALL = tuple(law.SETTINGS)
 
 def sampling(setting: str) -> Any:
     spec = law.SETTINGS[setting]
-    return spec.sampling if hasattr(spec, "sampling") else spec[0]
+    return spec.sampling
 
 
 WARPED = tuple(  # every setting whose warper is not the identity
@@ -70,12 +70,12 @@ WARPED = tuple(  # every setting whose warper is not the identity
 
 def checks() -> dict[str, Callable[[DecodeSample, str], Any]]:
     """The setting's checks by name, as the tests run them (each result has ``pvalue`` and ``rejects``)."""
-    return getattr(law, "CHECKS", None) or {"law": law.law_check, "acceptance": law.acceptance_check}
+    return law.CHECKS
 
 
 def level() -> float:
     """Each check's level: ALPHA split evenly between a setting's checks."""
-    return getattr(law, "LEVEL", law.ALPHA / len(checks()))
+    return law.LEVEL
 
 
 def levels() -> tuple[float, ...]:
@@ -84,12 +84,12 @@ def levels() -> tuple[float, ...]:
 
 def gamma(setting: str) -> int:
     spec = law.SETTINGS[setting]
-    return spec.gamma if hasattr(spec, "gamma") else spec[1]
+    return spec.gamma
 
 
 def source(impl: str, setting: str) -> DecoderSource:
     """``impl`` (module:factory) on ``setting``'s pair, rebuildable in a worker process."""
-    return law.source(impl, setting) if hasattr(law, "source") else DecoderSource(impl, law.build_pair)
+    return law.source(impl, setting)
 
 
 # --- the exact null -----------------------------------------------------------------------------

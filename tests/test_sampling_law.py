@@ -167,12 +167,6 @@ CHECKS = {"rank": rank_check, "next_token": law_check, "acceptance": acceptance_
 LEVEL = ALPHA / len(CHECKS)  # each check's level: a setting's false-positive rate is <= ALPHA (Bonferroni)
 
 
-def pvalues(sample: DecodeSample, setting: str) -> dict[str, float]:
-    """Each check's p-value (0 where it found an impossible token)."""
-    return {name: (0.0 if check(sample, setting).rejects(0.0) else check(sample, setting).pvalue)
-            for name, check in CHECKS.items()}
-
-
 def detects(sample: DecodeSample, setting: str) -> tuple[bool, str]:
     """Does any check of ``setting`` reject at its level? -> (rejected, every check's description)."""
     results = [check(sample, setting) for check in CHECKS.values()]

@@ -83,7 +83,7 @@ def test_simulated_counts_equal_the_reference_decoders_at_beta_0_and_1(gamma, be
     from reference_impl.models.table import table_pair
     from reference_impl.sampling import SamplingConfig
 
-    spec = law.PAIRS["main"] if hasattr(law, "PAIRS") else law.PAIR
+    spec = law.PAIRS["main"]
     draft_logits = spec["target_logits"] if beta else spec["draft_logits"]
     rearrangement = range(len(draft_logits)) if beta else spec["rearrangement"]
     decoder = SpeculativeDecoder(*table_pair(spec["target_logits"], draft_logits, list(rearrangement)))
