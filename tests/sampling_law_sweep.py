@@ -49,7 +49,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pytest_specdec.sample_pool import DecoderSource, DecodeSample
+from pytest_specdec.sample_pool import DecoderSource, DecodeSample, chunk_seed
 
 from . import test_sampling_law as law
 
@@ -153,7 +153,9 @@ def exact_null(setting: str, calls: int, seed: int) -> DecodeSample:
     import torch
 
     plan = law.plan(setting, calls, seed)
-    generator = torch.Generator().manual_seed(seed)
+    # a stream of its own: the plan of one setting is drawn from the seed itself (law.plan adds the setting's
+    # index, 0 for the first), and tokens drawn from the plan's stream would be correlated with its prompts
+    generator = torch.Generator().manual_seed(chunk_seed(seed, 1_000_000))
     sequences = exact_sample(plan, law.exact_rows(setting), generator)
     budgets = [c.max_new_tokens for c in plan]
     counts = simulate_acceptance(budgets, gamma(setting), law.exact_beta(setting), generator)
