@@ -29,6 +29,7 @@ from transformers.modeling_outputs import CausalLMOutputWithPast
 
 from pytest_specdec.adapters import hf_assisted, prompt_lookup
 from pytest_specdec.protocol import CheckedDecoder
+from pytest_specdec.timing import torch_threads
 from reference_impl import GREEDY, AutoregressiveDecoder, SamplingConfig, SpeculativeDecoder
 from reference_impl.batched import BatchedAutoregressiveDecoder, BatchedSpeculativeDecoder
 from reference_impl.models import named_pairs
@@ -54,6 +55,13 @@ SAMPLINGS = {
     "T=0.7,top_p=0.9": SamplingConfig(temperature=0.7, top_p=0.9),
     "top_k=5,top_p=0.7": SamplingConfig(temperature=1.0, top_k=5, top_p=0.7),
 }
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tensors of 8 logits: a second intra-op thread only adds wake-ups (sampled decoding 10x slower when busy)."""
+    with torch_threads(1):
+        yield
 
 
 def random_table(vocab: int = VOCAB, context: int = 1, seed: int = 0) -> torch.Tensor:
