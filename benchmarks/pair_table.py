@@ -28,7 +28,7 @@ from typing import Any
 from benchmarks.bench_decoders import BenchConfig, load_pair, publish, run_benchmark
 
 # (prompts, max_new_tokens, repeats) by kind of pair: tiny pairs are milliseconds per decode.
-PROTOCOLS = {"tiny": (4, 32, 5), "trained": (4, 64, 5), "calibrated": (2, 64, 3)}
+PROTOCOLS = {"tiny": (4, 32, 5), "trained": (4, 64, 5), "calibrated": (2, 64, 3), "table": (4, 32, 5)}
 
 
 def kind(name: str) -> str:
