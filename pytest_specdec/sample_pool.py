@@ -200,9 +200,18 @@ def sample_decodes(
     seeds = [chunk_seed(seed, i) for i in range(len(chunks))]
     jobs = default_jobs() if jobs is None else jobs
     if isinstance(decoder, DecoderSource) and jobs > 1 and len(chunks) > 1:
+        from concurrent.futures.process import BrokenProcessPool
+
         pool = _pool(jobs)
-        parts = list(pool.map(run_source, [decoder] * len(chunks), chunks, [sampling] * len(chunks),
-                              [gamma] * len(chunks), seeds))
+        try:
+            parts = list(pool.map(run_source, [decoder] * len(chunks), chunks, [sampling] * len(chunks),
+                                  [gamma] * len(chunks), seeds))
+        except BrokenProcessPool as exc:
+            _POOLS.pop(jobs, None)  # the next test starts a fresh pool
+            raise RuntimeError(
+                f"a worker process drawing decodes of {decoder.impl} died ({exc}); rerun with "
+                "--specdec-sample-jobs 1 to run the decoder in the test process and see its error"
+            ) from exc
     else:
         from .timing import torch_threads
 
