@@ -51,3 +51,21 @@ def test_a_short_result_fails_loudly():
     source = DecoderSource("tests.test_sample_pool:ShortDecoder", functools.partial(build_pair, "main"))
     with pytest.raises((AssertionError, ContractError), match="new tokens"):
         sample_decodes(source, decode_plan(1, 3, vocab=8, new_tokens=(5, 6)), T1, seed=0, gamma=2, jobs=1)
+
+
+class DyingDecoder(ShortDecoder):
+    """Kills its own process: what a segfaulting extension does to a worker."""
+
+    def generate(self, input_ids, **kwargs):
+        import os
+
+        os._exit(3)
+
+
+def test_a_dead_worker_names_the_decoder_and_the_fallback():
+    source = DecoderSource("tests.test_sample_pool:DyingDecoder", functools.partial(build_pair, "main"))
+    plan = decode_plan(1, 2 * CHUNK, vocab=8, new_tokens=(5, 6))
+    with pytest.raises(RuntimeError, match=r"tests\.test_sample_pool:DyingDecoder died.*--specdec-sample-jobs 1"):
+        sample_decodes(source, plan, T1, seed=0, gamma=2, jobs=2)
+    # the pool was replaced: the next sample runs
+    assert sample_decodes(SOURCE, plan, T1, seed=0, gamma=2, jobs=2).n_tokens == sum(c.max_new_tokens for c in plan)
