@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from . import test_sampling_law as law
-from .sampling_law_sweep import ALL, WARPED, checks, decoder_seed, fires
+from .sampling_law_sweep import ALL, WARPED, decoder_seed, fires
 
 # a cache that keeps a rejected token, or crops one too many, changes the law only where logits read
 # more than the token fed (a context-2 pair, where the tests have one)
@@ -125,7 +125,7 @@ def catalogue_summary(lines: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     rows = []
     for (mutant, setting, fraction), group in groups.items():
         tested = [g["p"] for g in group if g["p"] is not None]
-        names = list(tested[0]) if tested else list(checks())
+        names = list(tested[0]) if tested else list(law.CHECKS)
         medians = {f"median_p_{t}": statistics.median(p[t] for p in tested) if tested else None for t in names}
         rows.append({"mutant": mutant, "setting": setting, "fraction": fraction, "seeds": len(group),
                      "detected": sum(g["detected"] for g in group), "by_contract": len(group) - len(tested), **medians})

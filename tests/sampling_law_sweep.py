@@ -49,7 +49,8 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from pytest_specdec.sample_pool import DecoderSource, DecodeSample, chunk_seed
+from pytest_specdec.sample_pool import DecodeSample, chunk_seed
+from reference_impl.sampling import SamplingConfig
 
 from . import test_sampling_law as law
 
@@ -57,39 +58,14 @@ FIRST_SEED = 7_000  # distinct from the tests' SEED (20_261_130) and SEED + 1
 ALL = tuple(law.SETTINGS)
 
 
-def sampling(setting: str) -> Any:
-    spec = law.SETTINGS[setting]
-    return spec.sampling
-
-
 WARPED = tuple(  # every setting whose warper is not the identity
-    s for s in ALL if (sampling(s).temperature, sampling(s).top_k, sampling(s).top_p) != (1.0, 0, 1.0)
+    s for s in ALL if law.SETTINGS[s].sampling != SamplingConfig(temperature=1.0)
 )
 # --- what tests/test_sampling_law.py runs per setting ------------------------------------------------
 
 
-def checks() -> dict[str, Callable[[DecodeSample, str], Any]]:
-    """The setting's checks by name, as the tests run them (each result has ``pvalue`` and ``rejects``)."""
-    return law.CHECKS
-
-
-def level() -> float:
-    """Each check's level: ALPHA split evenly between a setting's checks."""
-    return law.LEVEL
-
-
 def levels() -> tuple[float, ...]:
-    return (level(), law.ALPHA, 1e-2, 5e-2)
-
-
-def gamma(setting: str) -> int:
-    spec = law.SETTINGS[setting]
-    return spec.gamma
-
-
-def source(impl: str, setting: str) -> DecoderSource:
-    """``impl`` (module:factory) on ``setting``'s pair, rebuildable in a worker process."""
-    return law.source(impl, setting)
+    return (law.LEVEL, law.ALPHA, 1e-2, 5e-2)
 
 
 # --- the exact null -----------------------------------------------------------------------------
@@ -158,7 +134,7 @@ def exact_null(setting: str, calls: int, seed: int) -> DecodeSample:
     generator = torch.Generator().manual_seed(chunk_seed(seed, 1_000_000))
     sequences = exact_sample(plan, law.exact_rows(setting), generator)
     budgets = [c.max_new_tokens for c in plan]
-    counts = simulate_acceptance(budgets, gamma(setting), law.exact_beta(setting), generator)
+    counts = simulate_acceptance(budgets, law.SETTINGS[setting].gamma, law.exact_beta(setting), generator)
     accepted, rejections, drafted, steps = counts
     return DecodeSample([c.prompt for c in plan], sequences, accepted, rejections, drafted, steps)
 
@@ -168,13 +144,13 @@ def exact_null(setting: str, calls: int, seed: int) -> DecodeSample:
 
 def pvalues(sample: DecodeSample, setting: str) -> dict[str, float]:
     """Each check's p-value on ``sample`` (0 where it found an impossible token)."""
-    results = {name: check(sample, setting) for name, check in checks().items()}
+    results = {name: check(sample, setting) for name, check in law.CHECKS.items()}
     return {name: 0.0 if r.rejects(0.0) else r.pvalue for name, r in results.items()}
 
 
 def fires(p: dict[str, float]) -> bool:
     """Does any check of the setting reject at its level, as ``test_sampling_law.detects``?"""
-    return min(p.values()) < level()
+    return min(p.values()) < law.LEVEL
 
 
 def scaled_calls(setting: str, fraction: float) -> int:
@@ -190,7 +166,7 @@ def decoder_seed(
 ) -> dict[str, dict[str, float]]:
     """Each setting's p-values on ``impl``'s decodes of its plan for ``seed`` (on ``jobs`` worker processes)."""
     return {
-        s: pvalues(law.draw(source(impl, s), s, calls=scaled_calls(s, fraction), seed=seed, jobs=jobs), s)
+        s: pvalues(law.draw(law.source(impl, s), s, calls=scaled_calls(s, fraction), seed=seed, jobs=jobs), s)
         for s in settings
     }
 
@@ -227,11 +203,11 @@ def count(lines: Sequence[dict[str, Any]]) -> dict[str, Any]:
                 entry["min_p"][test] = min(value, entry["min_p"].get(test, 1.0))
     runs = sum(e["seeds"] for e in by_setting.values())
     fired = sum(e["fired"] for e in by_setting.values())
-    return {"setting_runs": runs, "fired": fired, "level": law.ALPHA, "check_level": level(), "settings": by_setting}
+    return {"setting_runs": runs, "fired": fired, "level": law.ALPHA, "check_level": law.LEVEL, "settings": by_setting}
 
 
 def format_counts(title: str, summary: dict[str, Any]) -> str:
-    tests = list(checks())
+    tests = list(law.CHECKS)
     head = " ".join(f"{t[:4]} p<{x:.2g}".rjust(13) for t in tests for x in levels())
     lines = [title, f"  {'setting':16} {'seeds':>5} {'fired':>5} {head}"]
     for setting, e in summary["settings"].items():

@@ -103,7 +103,7 @@ def test_simulated_counts_match_the_reference_decoder():
     sample = law.draw(SpeculativeDecoder(*law.pair()), setting, calls=calls, seed=SEED, jobs=1)
     budgets = [c.max_new_tokens for c in law.plan(setting, calls, SEED)]
     generator = torch.Generator().manual_seed(SEED)
-    gamma, beta = sweep.gamma(setting), law.exact_beta(setting)
+    gamma, beta = law.SETTINGS[setting].gamma, law.exact_beta(setting)
     runs = [sweep.simulate_acceptance(budgets, gamma, beta, generator) for _ in range(400)]
     simulated = list(zip(*runs, strict=True))
     observed = (sample.accepted, sample.rejections, sample.drafted, sample.steps)
@@ -140,7 +140,7 @@ def test_count_levels_and_firings():
     ]
     entry = sweep.count(lines)["settings"]["T1"]
     assert entry["seeds"] == 3 and entry["fired"] == 1
-    keys = [str(x) for x in (sweep.level(), 1e-4, 1e-2, 5e-2)]
+    keys = [str(x) for x in (law.LEVEL, 1e-4, 1e-2, 5e-2)]
     assert entry["law"] == dict(zip(keys, (1, 1, 1, 2), strict=True))
     assert entry["acceptance"] == dict(zip(keys, (0, 1, 1, 2), strict=True))
 
@@ -160,7 +160,7 @@ def test_mutant_names_resolve_to_buildable_specs():
     (spec,) = catalogue.resolve_mutants(["greedy_draft"]).values()
     assert spec == "tests.mutants:GreedyDraftDecoder"
     decoder = load_factory(spec)(*law.pair())
-    assert decoder.generate(torch.tensor([[1]]), max_new_tokens=3, sampling=sweep.sampling("T1"),
+    assert decoder.generate(torch.tensor([[1]]), max_new_tokens=3, sampling=law.SETTINGS["T1"].sampling,
                             generator=torch.Generator().manual_seed(0)).tokens.__len__() == 3
 
 
@@ -184,6 +184,6 @@ def test_exact_null_false_positive_rate():
     lines = sweep.run_seeds(lambda s: sweep.exact_seed(s, sweep.ALL), seeds, {})
     summary = sweep.count(lines)
     assert summary["fired"] <= 3, sweep.format_counts("exact null", summary)
-    at_5pct = sum(e[t][str(5e-2)] for e in summary["settings"].values() for t in sweep.checks())
-    runs = len(sweep.checks()) * summary["setting_runs"]
+    at_5pct = sum(e[t][str(5e-2)] for e in summary["settings"].values() for t in law.CHECKS)
+    runs = len(law.CHECKS) * summary["setting_runs"]
     assert abs(at_5pct - 0.05 * runs) <= 5 * math.sqrt(0.05 * 0.95 * runs), sweep.format_counts("exact null", summary)
