@@ -67,7 +67,13 @@ def tiny_config(
         known = ", ".join(ARCHITECTURES + HYBRID_ARCHITECTURES)
         raise ValueError(f"unknown tiny architecture {arch!r}; choose one of {known}")
     window = {} if sliding_window is None else {"sliding_window": sliding_window}
-    return llama_family[arch](
+    return llama_family[arch](**_decoder_fields(vocab_size, hidden, layers, heads, max_positions, init_std), **window)
+
+
+def _decoder_fields(vocab_size: int, hidden: int, layers: int, heads: int, max_positions: int, init_std: float) -> dict:
+    """The config fields the Llama family and Falcon-H1 name alike: sizes, grouped-query heads (two
+    query heads per KV head), untied embeddings, BOS 0 and EOS 1."""
+    return dict(
         vocab_size=vocab_size,
         hidden_size=hidden,
         intermediate_size=2 * hidden,
@@ -79,7 +85,6 @@ def tiny_config(
         tie_word_embeddings=False,
         bos_token_id=0,
         eos_token_id=1,
-        **window,
     )
 
 
@@ -90,24 +95,14 @@ def _falcon_h1_config(
     from transformers import FalconH1Config
 
     return FalconH1Config(
-        vocab_size=vocab_size,
-        hidden_size=hidden,
-        intermediate_size=2 * hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=heads,
-        num_key_value_heads=heads // 2,
+        **_decoder_fields(vocab_size, hidden, layers, heads, max_positions, init_std),
         mamba_n_heads=heads,
         mamba_d_ssm=2 * hidden,
         mamba_d_state=8,
         mamba_n_groups=1,
         mamba_d_conv=4,
         mamba_chunk_size=16,
-        max_position_embeddings=max_positions,
-        initializer_range=init_std,
-        tie_word_embeddings=False,
         pad_token_id=None,
-        bos_token_id=0,
-        eos_token_id=1,
     )
 
 
