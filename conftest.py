@@ -19,7 +19,7 @@ pytest_plugins = ("pytester",)
 def single_torch_thread():
     """For modules of tiny models (``pytestmark = pytest.mark.usefixtures("single_torch_thread")``): they run far
     faster on one thread, above all when other jobs share the CPU."""
-    from pytest_specdec.timing import torch_threads
+    from pytest_specdec.perf.timing import torch_threads
 
     with torch_threads(1):
         yield

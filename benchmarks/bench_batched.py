@@ -20,7 +20,7 @@ size, the order alternating, after one warm-up decode of each. Figures:
 
 ``--samples`` instead measures batched sampling as a source of samples for the distribution
 tests: samples/s of ``generate`` one call per sample against ``generate_batch`` at several batch
-sizes, on the end-to-end distribution test's tiny pair and prompt (tests/test_distribution_e2e.py).
+sizes, on the end-to-end distribution test's tiny pair and prompt (tests/law/test_distribution_e2e.py).
 """
 
 from __future__ import annotations
@@ -85,8 +85,8 @@ def summarise(batch: int, spec: list[dict[str, Any]], base: list[dict[str, Any]]
 
 
 def run_throughput(config: BatchedBenchConfig) -> dict[str, Any]:
-    from pytest_specdec.environment import describe_environment
-    from pytest_specdec.timing import torch_threads
+    from pytest_specdec.perf.environment import describe_environment
+    from pytest_specdec.perf.timing import torch_threads
     from reference_impl.batched import BatchedAutoregressiveDecoder, BatchedSpeculativeDecoder
 
     target, draft, _ = load_pair(config.pair)
@@ -139,12 +139,12 @@ def throughput_markdown(result: dict[str, Any]) -> str:
 def run_samples(batch_sizes: tuple[int, ...], n: int, threads: int | None) -> dict[str, Any]:
     import torch
 
-    from pytest_specdec.environment import describe_environment
-    from pytest_specdec.timing import torch_threads
+    from pytest_specdec.perf.environment import describe_environment
+    from pytest_specdec.perf.timing import torch_threads
     from reference_impl import SpeculativeDecoder
     from reference_impl.batched import BatchedSpeculativeDecoder
     from reference_impl.models.tiny import tiny_pair
-    from tests.test_distribution_e2e import CONFIGS, GAMMA, LENGTH, PAIR, PROMPT
+    from tests.law.test_distribution_e2e import CONFIGS, GAMMA, LENGTH, PAIR, PROMPT
 
     target, draft = tiny_pair(**PAIR)
     sampling = CONFIGS["T1"]

@@ -199,7 +199,7 @@ def timed_runs(entries: list[Entry], prompts: list[Any], config: BenchConfig,
 
     Runs are stored per decoder in (repeat, prompt) order, whatever order they ran in.
     """
-    from pytest_specdec.timing import Timer
+    from pytest_specdec.perf.timing import Timer
     from reference_impl.sampling import GREEDY
 
     timer = Timer("cpu")
@@ -253,9 +253,9 @@ def verdicts(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def run_benchmark(config: BenchConfig, models: tuple[Any, Any, Any] | None = None) -> dict[str, Any]:
     """Build or take the pair, measure its costs, time every decoder; every figure as a dict."""
-    from pytest_specdec.environment import describe_environment
+    from pytest_specdec.perf.environment import describe_environment
+    from pytest_specdec.perf.timing import torch_threads
     from pytest_specdec.prompts import prompt_ids
-    from pytest_specdec.timing import torch_threads
 
     target, draft, tokenizer = models or load_pair(config.pair)
     vocab = target.get_output_embeddings().weight.shape[0]
@@ -352,7 +352,7 @@ def publish(text: str, data: Any, out: Path | None) -> None:
     """Print the markdown; with ``out``, also write ``<out>.md`` and ``<out>.json``, each atomically."""
     print(text)
     if out is not None:
-        from pytest_specdec.report import atomic_write_text
+        from pytest_specdec.report.summary import atomic_write_text
 
         atomic_write_text(out.with_suffix(".md"), text)
         atomic_write_text(out.with_suffix(".json"), json.dumps(data, indent=2, default=str) + "\n")

@@ -1,4 +1,4 @@
-"""What the counters check (pytest_specdec/counters.py) costs a timed decode.
+"""What the counters check (pytest_specdec/protocol/counters.py) costs a timed decode.
 
 ``CheckedDecoder`` checks every result, inside the region ``Timer.time`` measures: a counting
 wrapper around both models' ``forward`` for the call, one wrapped ``on_token``, and the rules
@@ -28,7 +28,7 @@ from typing import Any
 
 def time_parts(checked: Any, prompt: Any, max_new_tokens: int, rounds: int = 200) -> dict[str, float]:
     """Microseconds of the rules on one result, and of the observer's bookkeeping for one call's passes."""
-    from pytest_specdec.counters import PassObserver, count_violations
+    from pytest_specdec.protocol.counters import PassObserver, count_violations
 
     observer = PassObserver(checked.counted_models)
     with observer:
@@ -56,7 +56,7 @@ def time_parts(checked: Any, prompt: Any, max_new_tokens: int, rounds: int = 200
 
 
 def interleaved(checked: Any, prompts: list[Any], max_new_tokens: int, repeats: int) -> dict[str, Any]:
-    from pytest_specdec.timing import Timer
+    from pytest_specdec.perf.timing import Timer
 
     timer = Timer("cpu")
     runs: dict[str, list[Any]] = {"checked": [], "bare": []}
@@ -84,9 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
     from pytest_specdec.loading import load_pair
     from pytest_specdec.options import SpecDecOptions
+    from pytest_specdec.perf.timing import torch_threads
     from pytest_specdec.prompts import prompt_ids
-    from pytest_specdec.protocol import DEFAULT_IMPL, load_factory, make_decoder
-    from pytest_specdec.timing import torch_threads
+    from pytest_specdec.protocol.decoder import DEFAULT_IMPL, load_factory, make_decoder
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pair", default="trained")

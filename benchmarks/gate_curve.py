@@ -1,10 +1,10 @@
 """The detection curve of the same-job A/B timing gate, measured in one process.
 
-One *run* here is what one ``pytest tests/test_perf.py --specdec-base-impl ...`` process does on
+One *run* here is what one ``pytest tests/perf/test_perf.py --specdec-base-impl ...`` process does on
 the timing side: for the greedy and the sampled test, the decoder under test ("head") and the base
-decoder (the reference) timed interleaved on the test's protocol (``tests.test_perf.PROTOCOL``: 8
+decoder (the reference) timed interleaved on the test's protocol (``tests.perf.test_perf.PROTOCOL``: 8
 prompts x 3 repeats, 48 new tokens, 2 warm-up decodes each; the two swap places on every other
-run), with the perf tests' torch thread count, then ``pytest_specdec.ab.compare_ab``. The run is
+run), with the perf tests' torch thread count, then ``pytest_specdec.perf.ab.compare_ab``. The run is
 flagged when either test's verdict fails. Left out, to make a run cheaper: loading the pair per
 run, and the autoregressive baseline the test also times in the same loop (the A/B verdict uses
 only head and base, which stay adjacent in time either way; ``--with-baseline`` keeps it).
@@ -13,7 +13,7 @@ only head and base, which stay adjacent in time either way; ``--with-baseline`` 
 Conditions: ``unchanged`` (the reference as head: any flag is a false alarm) and
 ``KIND:FRACTION`` with KIND one of ``slow_target``, ``slow_draft`` (forward passes of that model
 take 1 + FRACTION times as long) and ``host_work`` (every speculative step followed by a wait of
-FRACTION of its own time), from ``tests/injected.py``. Within a round every condition runs once,
+FRACTION of its own time), from ``tests/support/injected.py``. Within a round every condition runs once,
 in an order rotated from round to round, so drift of the machine hits all conditions alike.
 
     flock -x /tmp/specdec-timing.lock python -m benchmarks.gate_curve run --minutes 8 \\
@@ -35,8 +35,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pytest_specdec import ab
-from pytest_specdec.verdicts import Metric, compare_samples
+from pytest_specdec.perf import ab
+from pytest_specdec.perf.baselines.verdicts import Metric, compare_samples
 
 KINDS = ("slow_target", "slow_draft", "host_work")
 TESTS = ("greedy", "sampled")
@@ -66,14 +66,14 @@ def one_test(pair: Any, prompts: list[Any], kind: str, fraction: float, sampled:
     """Time head, base and baseline on one test's protocol; the A/B verdict and the raw paired samples."""
     import torch
 
-    from pytest_specdec.perf import PerfRecord, measure_interleaved
-    from pytest_specdec.protocol import make_decoder
-    from pytest_specdec.timing import Timer
+    from pytest_specdec.perf.interleaved import PerfRecord, measure_interleaved
+    from pytest_specdec.perf.timing import Timer
+    from pytest_specdec.protocol.decoder import make_decoder
     from reference_impl.autoregressive import AutoregressiveDecoder
     from reference_impl.sampling import GREEDY, SamplingConfig
     from reference_impl.speculative import SpeculativeDecoder
-    from tests import injected
-    from tests.test_perf import PROTOCOL
+    from tests.perf.test_perf import PROTOCOL
+    from tests.support import injected
 
     if kind == "unchanged":
         head = make_decoder(SpeculativeDecoder, "head", pair.target, pair.draft, gamma=gamma)
@@ -102,8 +102,8 @@ def one_test(pair: Any, prompts: list[Any], kind: str, fraction: float, sampled:
 
 
 def run(args: argparse.Namespace) -> int:
-    from pytest_specdec.timing import torch_threads
-    from tests.test_perf import THREADS
+    from pytest_specdec.perf.timing import torch_threads
+    from tests.perf.test_perf import THREADS
 
     conditions = [parse_condition(c) for c in args.conditions.split(",")]
     pair, prompts = load(args.pair)

@@ -3,15 +3,15 @@
 Three experiments, interleaved run by run so drift of the machine hits them alike:
 
 - ``unchanged``: the reference decoder. Any failure is a false alarm (goal: 0 of 10).
-- ``slow_target``: ``tests.injected:slow_target``, target forward passes 25% slower. It must be
+- ``slow_target``: ``tests.support.injected:slow_target``, target forward passes 25% slower. It must be
   flagged by the timing metrics (goal: at least 9 of 10).
-- ``extra_draft_prefill``: ``tests.injected:extra_draft_prefill``, the draft re-prefilled every
+- ``extra_draft_prefill``: ``tests.support.injected:extra_draft_prefill``, the draft re-prefilled every
   step. It must fail through the deterministic figures (goal: 10 of 10).
 
-Each run is a fresh ``pytest tests/test_perf.py`` process comparing against ``--baseline-dir``
+Each run is a fresh ``pytest tests/perf/test_perf.py`` process comparing against ``--baseline-dir``
 (default: the committed ``baselines/``; ``--record`` first records a fresh baseline into a
 temporary folder instead). With ``--base-impl`` (and ``--base-path``) each run also times that
-base decoder interleaved, the same-job A/B (pytest_specdec/ab.py); ``--slowdown`` sets the
+base decoder interleaved, the same-job A/B (pytest_specdec/perf/ab.py); ``--slowdown`` sets the
 injected slowdown (``SPECDEC_INJECTED_SLOWDOWN``) and ``--experiments`` picks a subset. Usage, from
 the repository root, alone on the machine::
 
@@ -39,8 +39,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = {
     "unchanged": None,
-    "slow_target": "tests.injected:slow_target",
-    "extra_draft_prefill": "tests.injected:extra_draft_prefill",
+    "slow_target": "tests.support.injected:slow_target",
+    "extra_draft_prefill": "tests.support.injected:extra_draft_prefill",
 }
 
 
@@ -48,8 +48,8 @@ def run_gate(args: argparse.Namespace, impl: str | None, baseline_dir: Path, *ex
     """One pytest run of the perf tests; returns its exit code and every baseline comparison it made."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "results.json"
-        command = [sys.executable, "-m", "pytest", "tests/test_perf.py", "-p", "no:cacheprovider", "-p", "no:xdist",
-                   "-q", f"--specdec-pair={args.pair}", f"--specdec-gamma={args.gamma}",
+        command = [sys.executable, "-m", "pytest", "tests/perf/test_perf.py", "-p", "no:cacheprovider",
+                   "-p", "no:xdist", "-q", f"--specdec-pair={args.pair}", f"--specdec-gamma={args.gamma}",
                    f"--specdec-baseline-dir={baseline_dir}", f"--specdec-json={out}", *extra]
         if impl:
             command.append(f"--specdec-impl={impl}")
@@ -60,7 +60,7 @@ def run_gate(args: argparse.Namespace, impl: str | None, baseline_dir: Path, *ex
         if args.k:
             command += ["-k", args.k]
         start = time.perf_counter()
-        env = {**os.environ, "PYTHONPATH": str(ROOT),  # tests.injected must import in the subprocess
+        env = {**os.environ, "PYTHONPATH": str(ROOT),  # tests.support.injected must import in the subprocess
                "SPECDEC_INJECTED_SLOWDOWN": str(args.slowdown)}
         done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, env=env)
         seconds = time.perf_counter() - start
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--baseline-dir", type=Path, default=ROOT / "baselines")
     parser.add_argument("--record", action="store_true", help="record a fresh baseline in a temporary folder first")
-    parser.add_argument("-k", help="select perf tests by pytest -k expression (default: all of tests/test_perf.py)")
+    parser.add_argument("-k", help="select perf tests by pytest -k expression "
+                                   "(default: all of tests/perf/test_perf.py)")
     parser.add_argument("--out", type=Path, default=Path("gate-reliability.json"))
     parser.add_argument("--base-impl", help="also time this base decoder interleaved (same-job A/B)")
     parser.add_argument("--base-path", help="import --base-impl's package from this checkout")

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from .options import get_options
-from .protocol import (
+from .protocol.decoder import (
     BATCHED_BASELINE_IMPL,
     DEFAULT_BATCHED_IMPL,
     CheckedBatchedDecoder,

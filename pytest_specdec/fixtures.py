@@ -13,9 +13,9 @@ import pytest
 
 from .options import SAVE_BASELINE as SAVE_BASELINE_FLAG
 from .options import SpecDecOptions, get_options
-from .perf import PerfRecord, measure_interleaved
-from .protocol import BASELINE_IMPL, DEFAULT_IMPL, CheckedDecoder, load_factory, make_decoder
-from .report import SessionResults
+from .perf.interleaved import PerfRecord, measure_interleaved
+from .protocol.decoder import BASELINE_IMPL, DEFAULT_IMPL, CheckedDecoder, load_factory, make_decoder
+from .report.summary import SessionResults
 
 RESULTS_KEY = pytest.StashKey[SessionResults]()
 
@@ -95,7 +95,7 @@ def specdec_base_decoder(specdec_options: SpecDecOptions, specdec_pair: Any) -> 
     pair, timed beside the decoder under test for the same-job A/B; None without the option."""
     if not specdec_options.base_impl:
         return None
-    from .base_import import load_base_factory
+    from .protocol.base_import import load_base_factory
 
     factory = load_base_factory(specdec_options.base_impl, specdec_options.base_path)
     return make_decoder(factory, f"base {specdec_options.base_impl}", specdec_pair.target, specdec_pair.draft)
@@ -122,7 +122,7 @@ def specdec_generator(specdec_pair: Any) -> Callable[[int], Any]:
 @pytest.fixture(scope="session")
 def specdec_timer(specdec_pair: Any) -> Any:
     """A ``Timer`` for the pair's device: TTFT, TPOT and throughput per decode, CUDA-synchronised."""
-    from .timing import Timer
+    from .perf.timing import Timer
 
     return Timer(specdec_pair.device)
 
@@ -167,7 +167,7 @@ def specdec_measure(
         )
         first_tokens = {}
         if specdec_base_decoder is not None:
-            from .ab import measure_first_tokens
+            from .perf.ab import measure_first_tokens
 
             first_tokens = measure_first_tokens(specdec_timer, specdec_decoder, specdec_base_decoder, prompts,
                                                 generate_kwargs)
@@ -189,7 +189,7 @@ def specdec_measure(
     return measure
 
 
-# --- performance baselines: forward-pass costs, fingerprint, comparison (see baselines.py) ---------
+# --- performance baselines: forward-pass costs, fingerprint, comparison (see perf/baselines/) -------
 
 
 def _perf_extra(settings: dict[str, Any], prompts: list[Any], costs: dict[str, float]) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def _perf_extra(settings: dict[str, Any], prompts: list[Any], costs: dict[str, f
     torch thread count the decodes ran with."""
     import torch
 
-    from .baselines import prompt_digest
+    from .perf.baselines import prompt_digest
 
     protocol = {"prompts": prompt_digest(prompts[: settings["prompts"]]), "max_new_tokens": settings["max_new_tokens"],
                 "repeats": settings["repeats"], "warmup": settings["warmup"]}
@@ -225,7 +225,7 @@ def specdec_forward_costs(specdec_pair: Any) -> Callable[[int], dict[str, float]
 @pytest.fixture(scope="session")
 def specdec_pair_identity(specdec_pair: Any) -> dict[str, Any]:
     """The pair's part of a baseline fingerprint: ids, revision, dtype and digests of config and weights."""
-    from .baselines import model_digest
+    from .perf.baselines import model_digest
 
     return {"target": specdec_pair.target_id, "draft": specdec_pair.draft_id, "revision": specdec_pair.revision,
             "target_digest": model_digest(specdec_pair.target), "draft_digest": model_digest(specdec_pair.draft),
@@ -244,7 +244,7 @@ def specdec_baseline_check(
 
     A regression fails the test with the metric, the baseline, the new value and the evidence; no
     comparable baseline skips it, naming the differing fields, unless a base decoder was timed
-    alongside: its same-job A/B verdict (ab.py) gates the timings on any machine, and a regression
+    alongside: its same-job A/B verdict (perf/ab.py) gates the timings on any machine, and a regression
     there fails the test too. With ``--specdec-save-baseline`` the
     record becomes the baseline (atomically, other entries kept) and the test passes. The decoder's
     ``name`` is part of the fingerprint: a changed decoder keeps its name and meets its old
@@ -252,8 +252,8 @@ def specdec_baseline_check(
     """
 
     def check(record: PerfRecord) -> Any:
-        from . import baselines
-        from .environment import describe_environment
+        from .perf import baselines
+        from .perf.environment import describe_environment
 
         measurement = {"name": record.name, "decoder": specdec_decoder.name, "gamma": record.gamma,
                        "sampling": record.sampling,
@@ -276,7 +276,7 @@ def specdec_baseline_check(
             pytest.fail(str(exc), pytrace=False)
         failures = [comparison.message()] if comparison.failed else []
         if record.base is not None:
-            from .ab import compare_ab
+            from .perf.ab import compare_ab
 
             where = f" from {specdec_options.base_path}" if specdec_options.base_path else ""
             ab = compare_ab(record, f"{specdec_options.base_impl}{where}")
@@ -292,7 +292,7 @@ def specdec_baseline_check(
     return check
 
 
-# --- batched throughput (see perf_batched.py) ------------------------------------------------------
+# --- batched throughput (see perf/batched.py) -------------------------------------------------------
 
 
 @pytest.fixture
@@ -314,8 +314,8 @@ def specdec_measure_batched(
 
     from reference_impl.sampling import GREEDY
 
-    from .baselines import prompt_digest
-    from .perf_batched import BatchedPerfRecord, check_against_baseline, measure_batched
+    from .perf.baselines import prompt_digest
+    from .perf.batched import BatchedPerfRecord, check_against_baseline, measure_batched
 
     marker = request.node.get_closest_marker("specdec_perf")
     settings = {"prompts": 8, "max_new_tokens": 32, "repeats": 5, "warmup": 1, **(marker.kwargs if marker else {})}

@@ -192,7 +192,7 @@ def get_options(config: pytest.Config) -> SpecDecOptions:
     return config.stash[OPTIONS_KEY]
 
 
-# --- Serving-engine options (the specdec_engine tests; pytest_specdec.engine_plugin) ------------------
+# --- Serving-engine options (the specdec_engine tests; pytest_specdec.engines.plugin) ------------------
 ENGINE_URL = "--specdec-engine-url"
 ENGINE_BIN = "--specdec-engine-bin"
 _ENGINE_OPTIONS: tuple[tuple[str, str, str], ...] = (

@@ -37,7 +37,7 @@ from .fixtures import (  # noqa: F401  (fixtures are registered by import)
     specdec_timer,
     specdec_tokenizer,
 )
-from .report import SessionResults
+from .report.summary import SessionResults
 
 MARKERS = (
     "specdec_gpu: needs a CUDA device; runs only with --specdec-gpu",
@@ -81,7 +81,7 @@ def _check_gpu(options: opts.SpecDecOptions) -> None:
 def pytest_configure(config: pytest.Config) -> None:
     for marker in MARKERS:
         config.addinivalue_line("markers", marker)
-    from . import engine_plugin
+    from .engines import plugin as engine_plugin
 
     config.pluginmanager.register(engine_plugin, "specdec-engine")
     options = opts.SpecDecOptions.from_pytest_config(config)
@@ -96,11 +96,11 @@ def pytest_configure(config: pytest.Config) -> None:
     elif options.resolved_device().startswith("cuda"):
         raise pytest.UsageError(f"{opts.DEVICE} {options.resolved_device()} needs {opts.GPU} as well")
     if options.impl:
-        from .protocol import load_factory
+        from .protocol.decoder import load_factory
 
         load_factory(options.impl)
     if options.base_impl:
-        from .base_import import load_base_factory
+        from .protocol.base_import import load_base_factory
 
         load_base_factory(options.base_impl, options.base_path)
     if options.target:
@@ -160,7 +160,7 @@ def pytest_testnodedown(node: object, error: object) -> None:
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
-    from .report import summary_lines, write_json
+    from .report.summary import summary_lines, write_json
 
     options = config.stash[opts.OPTIONS_KEY]
     results = config.stash[RESULTS_KEY]
@@ -179,14 +179,14 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     for line in finding_lines + summary_lines(results):
         write(line)
     if options.json_path is not None and not _is_xdist_worker(config):
-        from .environment import describe_environment
+        from .perf.environment import describe_environment
 
         write_json(options.json_path, results, describe_environment(options.resolved_device()))
         write(f"specdec: results written to {options.json_path}")
     if options.report_dir is not None and results.perf and not _is_xdist_worker(config):
-        from .environment import describe_environment
-        from .markdown_report import write_report
-        from .protocol import DEFAULT_IMPL
+        from .perf.environment import describe_environment
+        from .protocol.decoder import DEFAULT_IMPL
+        from .report.markdown import write_report
 
         written = write_report(options.report_dir, results, describe_environment(options.resolved_device()),
                                decoder=options.impl or DEFAULT_IMPL)

@@ -38,7 +38,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from ..counters import GAMMA_IGNORED
+from ..protocol.counters import GAMMA_IGNORED
 
 TESTED_TRANSFORMERS = "5.24.0"
 DEFAULT_GAMMA = 4
@@ -81,7 +81,7 @@ def assistant_settings(draft: Any, gamma: int | None, eos_token_id: int | None) 
 
     The EOS is set because the assistant's nested ``generate`` fills an EOS of None from the draft's own
     generation config, so without this the draft would stop drafting at the model's EOS when the caller
-    asked for none (tests/test_adapters.py documents it).
+    asked for none (tests/adapters/test_adapters.py documents it).
     """
     config = draft.generation_config
     saved = {name: getattr(config, name, None) for name in _ASSISTANT_FIELDS}
@@ -249,8 +249,8 @@ def run_generate(
         "min_new_tokens": 0,
         "eos_token_id": eos_token_id,
         # transformers infers an attention mask from a pad token that occurs in the sequence (unless it is the EOS
-        # token), and the assistant does so even over the caller's all-ones mask (tests/test_adapters.py): a real
-        # token as pad would hide it from the draft. EOS as pad, or None, is never inferred.
+        # token), and the assistant does so even over the caller's all-ones mask (tests/adapters/test_adapters.py):
+        # a real token as pad would hide it from the draft. EOS as pad, or None, is never inferred.
         "pad_token_id": eos_token_id,
         "streamer": trace,
         **sampling_kwargs(sampling),

@@ -14,7 +14,7 @@ mask), each row's positions are counted from its own valid slots (explicit ``pos
 
 A masked slot gets attention weight exactly zero, so a row's logits depend only on its own
 tokens and positions; in float64 they equal an unbatched pass up to summation order (checked on
-the four tiny architectures by ``tests/test_batched_cache.py``). Pass counts are kept per row.
+the four tiny architectures by ``tests/reference/test_batched_cache.py``). Pass counts are kept per row.
 """
 
 from __future__ import annotations

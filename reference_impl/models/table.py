@@ -172,7 +172,7 @@ def causal_lm_output(logits: torch.Tensor, cache: object | None) -> CausalLMOutp
     """``CausalLMOutputWithPast(logits=logits, cache=cache)``, built without ``ModelOutput``'s per-call field checks.
 
     The constructor validates its dataclass fields on every call (about 15 us, over a third of a forward
-    pass here); this sets the same attributes and dict entries directly (``tests/test_table_model.py``
+    pass here); this sets the same attributes and dict entries directly (``tests/reference/test_table_model.py``
     checks the result equals the constructor's, attributes included).
     """
     output = CausalLMOutputWithPast.__new__(CausalLMOutputWithPast)
