@@ -221,7 +221,7 @@ def test_a_slower_decoder_fails_the_ab_where_the_stored_baseline_cannot_judge(py
     path = stored / "tiny-llama-partial.json"
     document = json.loads(path.read_text())
     for entry in document["entries"].values():
-        entry["fingerprint"]["device"] = "AMD EPYC x2 (AVX512)"  # recorded on another machine
+        entry["fingerprint"]["device"] += " (another machine)"  # recorded elsewhere, whatever machine runs this
     path.write_text(json.dumps(document))
     base = [f"{opts.BASE_IMPL}=reference_impl.speculative:SpeculativeDecoder", f"{opts.BASE_PATH}={base_checkout}"]
     out = pytester.path / "results.json"
