@@ -3,9 +3,9 @@
 The house, by job (each package's ``__init__`` says what it owns and what it may import):
 
 - the plugin core, here: ``plugin`` (hooks, the ``pytest11`` entry point), ``options`` (option names
-  and the parsed record), ``fixtures`` and ``batched`` (fixtures), ``loading`` (model pairs),
-  ``findings`` (``specdec_finding``), ``prompts`` (the standard prompt set);
-- ``protocol/``: the decoder protocol, ``--specdec-impl`` loading, the contract and counters checks;
+  and the parsed record), ``fixtures`` and ``batched`` (fixtures), ``requires`` (the capability
+  gate), ``loading`` (model pairs), ``findings`` (``specdec_finding``), ``prompts`` (the standard prompt set);
+- ``protocol/``: the decoder protocol, capabilities, ``--specdec-impl`` loading, the contract and counters checks;
 - ``law/``: lossless-ness statistics: exact laws, goodness of fit, the sample pool, PIT, the near-tie judge;
 - ``perf/``: timing, interleaved measurement, per-request acceptance, same-job A/B, ``baselines/``
   (fingerprint, store, verdicts);

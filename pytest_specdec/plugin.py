@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from . import findings
+from . import findings, requires
 from . import options as opts
 from .batched import BatchedTally, specdec_batched_baseline_factory, specdec_batched_factory  # noqa: F401
 from .fixtures import (  # noqa: F401  (fixtures are registered by import)
@@ -51,6 +51,7 @@ MARKERS = (
     "-m specdec_long)",
     "specdec_engine: runs against a serving engine (llama-server binary or --specdec-engine-url); skipped "
     "with one summary line when there is none",
+    requires.MARKER_LINE,
 )
 
 GPU_SKIPPED_KEY = pytest.StashKey[int]()
@@ -91,6 +92,7 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[PERF_DESELECTED_KEY] = 0
     config.pluginmanager.register(findings.Recorder(config.stash[RESULTS_KEY].findings), "specdec-findings")
     config.pluginmanager.register(BatchedTally(), "specdec-batched-tally")
+    config.pluginmanager.register(requires.CapabilityGate(), "specdec-capabilities")
     if options.gpu:
         _check_gpu(options)
     elif options.resolved_device().startswith("cuda"):

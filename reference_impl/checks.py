@@ -10,7 +10,9 @@ from .errors import (
     EmptyPromptError,
     InvalidGammaError,
     InvalidLengthError,
+    InvalidRequestError,
     InvalidSamplingError,
+    UnsupportedFeatureError,
     VocabularyMismatchError,
 )
 from .kv import max_positions, model_device
@@ -75,6 +77,44 @@ def check_request(
         raise DeviceMismatchError(
             f"the generator is on {generator.device} but the models are on {device}; "
             f"create it with torch.Generator(device={str(device)!r}).manual_seed(seed)"
+        )
+
+
+def check_features(
+    min_new_tokens: object, stop: object, logprobs: object
+) -> tuple[int, tuple[tuple[int, ...], ...], int | None]:
+    """The request features of ``generate`` beyond sampling, checked: -> (min_new_tokens, stop, logprobs).
+
+    ``stop``: token-id sequences, each ending generation right after it (included) where it first
+    completes in the generated tokens; ``logprobs``: None (off) or n >= 0 top alternatives per token.
+    """
+    if isinstance(min_new_tokens, bool) or not isinstance(min_new_tokens, int) or min_new_tokens < 0:
+        raise InvalidRequestError(f"min_new_tokens must be an integer >= 0, got {min_new_tokens!r}; 0 turns it off")
+    try:
+        sequences = tuple(tuple(sequence) for sequence in (stop or ()))  # type: ignore[union-attr]
+    except TypeError:
+        sequences = None
+    if sequences is None or any(
+        not s or any(isinstance(t, bool) or not isinstance(t, int) or t < 0 for t in s) for s in sequences
+    ):
+        raise InvalidRequestError(
+            f"stop must be a list of non-empty token-id sequences, got {stop!r}; e.g. stop=[[13, 13], [2]]"
+        )
+    if logprobs is not None and (isinstance(logprobs, bool) or not isinstance(logprobs, int) or logprobs < 0):
+        raise InvalidRequestError(
+            f"logprobs must be None (off) or an integer >= 0 (top alternatives per token), got {logprobs!r}"
+        )
+    return min_new_tokens, sequences, logprobs
+
+
+def check_supported(who: str, sampling: SamplingConfig, supported: frozenset[str] | set[str], **asked: object) -> None:
+    """Raise ``UnsupportedFeatureError`` naming each feature the request turns on that ``who`` lacks."""
+    wanted = set(sampling.features) | {name for name, value in asked.items() if value not in (None, 0, (), [])}
+    missing = sorted(wanted - set(supported))
+    if missing:
+        raise UnsupportedFeatureError(
+            f"{who} does not implement {', '.join(missing)}; use the single-sequence reference decoders "
+            "(reference_impl.SpeculativeDecoder, AutoregressiveDecoder), which implement every request feature"
         )
 
 

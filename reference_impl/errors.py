@@ -23,6 +23,14 @@ class InvalidSamplingError(SpecDecError):
     """temperature, top_k or top_p is outside its valid range."""
 
 
+class InvalidRequestError(SpecDecError):
+    """min_new_tokens, stop sequences or the number of logprobs asked for is malformed."""
+
+
+class UnsupportedFeatureError(SpecDecError):
+    """The request asks for a feature this decoder does not implement (it never silently ignores one)."""
+
+
 class InvalidLengthError(SpecDecError):
     """max_new_tokens is negative, or the prompt's shape is not (1, prompt_len)."""
 

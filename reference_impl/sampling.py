@@ -1,6 +1,6 @@
 """Pure tensor functions of speculative sampling.
 
-Warpers (temperature, top-k, top-p), logits to probabilities, sampling with an explicit
+Warpers (temperature, top-k, top-p, min-p), logits to probabilities, sampling with an explicit
 generator, the accept test and the residual distribution. No module state: the tests call
 these directly, and both decoders use them, so the draft and the target see the same warping.
 
@@ -19,11 +19,21 @@ from .errors import InvalidSamplingError
 
 @dataclass(frozen=True)
 class SamplingConfig:
-    """How tokens are chosen. ``temperature == 0`` is greedy; ``top_k == 0`` and ``top_p == 1`` are off."""
+    """How tokens are chosen. ``temperature == 0`` is greedy; ``top_k == 0``, ``top_p == 1`` and ``min_p == 0`` are off.
+
+    The penalties and ``logit_bias`` change the law with the history (``processing``); 1.0, 0.0 and
+    no bias are off. ``logit_bias`` maps token ids to additive biases (``-inf`` bans a token); a dict
+    is accepted and kept as a sorted tuple of pairs, so configs stay hashable.
+    """
 
     temperature: float = 0.0
     top_k: int = 0
     top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    logit_bias: tuple[tuple[int, float], ...] = ()
 
     def __post_init__(self) -> None:
         if not (isinstance(self.temperature, (int, float)) and math.isfinite(self.temperature)) or self.temperature < 0:
@@ -34,20 +44,65 @@ class SamplingConfig:
             raise InvalidSamplingError(f"top_k must be an integer >= 0, got {self.top_k!r}; use 0 to turn top-k off")
         if not isinstance(self.top_p, (int, float)) or not (0.0 < self.top_p <= 1.0):
             raise InvalidSamplingError(f"top_p must be in (0, 1], got {self.top_p!r}; use 1.0 to turn top-p off")
+        if not isinstance(self.min_p, (int, float)) or not (0.0 <= self.min_p <= 1.0):
+            raise InvalidSamplingError(f"min_p must be in [0, 1], got {self.min_p!r}; use 0 to turn min-p off")
+        penalty = self.repetition_penalty
+        if not (isinstance(penalty, (int, float)) and math.isfinite(penalty)) or penalty <= 0:
+            raise InvalidSamplingError(
+                f"repetition_penalty must be a finite number > 0, got {penalty!r}; use 1.0 to turn it off"
+            )
+        for name in ("presence_penalty", "frequency_penalty"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not (isinstance(value, (int, float)) and math.isfinite(value)):
+                raise InvalidSamplingError(f"{name} must be a finite number, got {value!r}; use 0 to turn it off")
+        object.__setattr__(self, "logit_bias", _check_bias(self.logit_bias))
 
     @property
     def greedy(self) -> bool:
         return self.temperature == 0
 
+    @property
+    def features(self) -> tuple[str, ...]:
+        """The request features beyond temperature, top-k and top-p that this config turns on."""
+        on = {"min_p": self.min_p > 0, "repetition_penalty": self.repetition_penalty != 1.0,
+              "presence_penalty": self.presence_penalty != 0, "frequency_penalty": self.frequency_penalty != 0,
+              "logit_bias": bool(self.logit_bias)}
+        return tuple(name for name, used in on.items() if used)
+
     def describe(self) -> str:
-        if self.greedy:
-            return "greedy"
-        parts = [f"T={self.temperature:g}"]
-        if self.top_k:
+        parts = ["greedy"] if self.greedy else [f"T={self.temperature:g}"]
+        if self.top_k and not self.greedy:
             parts.append(f"top_k={self.top_k}")
-        if self.top_p < 1:
+        if self.top_p < 1 and not self.greedy:
             parts.append(f"top_p={self.top_p:g}")
+        if self.min_p and not self.greedy:
+            parts.append(f"min_p={self.min_p:g}")
+        for name in ("repetition_penalty", "presence_penalty", "frequency_penalty"):
+            if name in self.features:
+                parts.append(f"{name}={getattr(self, name):g}")
+        if self.logit_bias:
+            parts.append("logit_bias={" + ",".join(f"{t}:{b:g}" for t, b in self.logit_bias) + "}")
         return ",".join(parts)
+
+
+def _check_bias(bias: object) -> tuple[tuple[int, float], ...]:
+    """A dict or pairs of (token id, bias) -> sorted pairs; -inf bans a token, +inf and nan are errors."""
+    pairs = bias.items() if isinstance(bias, dict) else bias
+    try:
+        out = {}
+        for token, value in pairs:  # type: ignore[union-attr]
+            if isinstance(token, bool) or not isinstance(token, int) or token < 0:
+                raise InvalidSamplingError(f"logit_bias keys must be token ids >= 0, got {token!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value) or value == math.inf:
+                raise InvalidSamplingError(
+                    f"logit_bias[{token}] must be a finite number or -inf (a ban), got {value!r}"
+                )
+            out[token] = float(value)
+    except TypeError:
+        raise InvalidSamplingError(
+            f"logit_bias must be a dict of token id -> bias, got {type(bias).__name__}"
+        ) from None
+    return tuple(sorted(out.items()))
 
 
 GREEDY = SamplingConfig()
@@ -59,7 +114,7 @@ def probs_dtype(logits: torch.Tensor) -> torch.dtype:
 
 
 def warp_logits(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
-    """(..., vocab) -> (..., vocab): temperature, then top-k, then top-p; removed tokens get -inf."""
+    """(..., vocab) -> (..., vocab): temperature, then top-k, top-p, min-p; removed tokens get -inf."""
     logits = logits.to(probs_dtype(logits)) / sampling.temperature
     vocab = logits.shape[-1]
     if 0 < sampling.top_k < vocab:
@@ -72,6 +127,10 @@ def warp_logits(logits: torch.Tensor, sampling: SamplingConfig) -> torch.Tensor:
         remove_sorted = mass_before >= sampling.top_p  # never removes the most likely token
         remove = remove_sorted.scatter(-1, order, remove_sorted)
         logits = logits.masked_fill(remove, -math.inf)
+    if sampling.min_p > 0.0:
+        probs = logits.softmax(dim=-1)
+        threshold = sampling.min_p * probs.amax(dim=-1, keepdim=True)
+        logits = logits.masked_fill(probs < threshold, -math.inf)  # never removes the most likely token
     return logits
 
 

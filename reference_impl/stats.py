@@ -91,11 +91,27 @@ class DecodeStats:
 
 
 @dataclass(frozen=True)
+class TokenLogprob:
+    """The target's processed law at one emitted token (``processing``, then the warpers).
+
+    ``logprob``: the emitted token's log-probability under the law it was drawn from (sampled) or,
+    greedy, under the processed logits at temperature 1 without truncation; ``top``: the n most
+    likely (token, logprob) pairs of that law, most likely first; ``raw``: the token's
+    log-probability under the target's unprocessed logits.
+    """
+
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+    raw: float | None = None
+
+
+@dataclass(frozen=True)
 class DecodeResult:
-    """The new tokens only (prompt excluded) and the stats of the call."""
+    """The new tokens only (prompt excluded) and the stats of the call; ``logprobs`` when asked, one per token."""
 
     tokens: list[int]
     stats: DecodeStats
+    logprobs: list[TokenLogprob] | None = None
 
 
 def expected_tokens_per_step(alpha: float, gamma: int) -> float:

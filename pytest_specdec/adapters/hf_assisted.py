@@ -38,6 +38,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from ..protocol.capabilities import CLASSIC
 from ..protocol.counters import GAMMA_IGNORED
 
 TESTED_TRANSFORMERS = "5.24.0"
@@ -233,11 +234,12 @@ def run_generate(
     """
     import torch
 
-    from reference_impl.checks import check_request
+    from reference_impl.checks import check_request, check_supported
     from reference_impl.kv import model_device
     from reference_impl.stats import DecodeResult
 
     check_request(target, input_ids, max_new_tokens, sampling, generator)
+    check_supported("this adapter of transformers' generate", sampling, CLASSIC)
     trace = trace or GenerateTrace()
     trace.on_token = on_token
     if max_new_tokens == 0:

@@ -25,8 +25,11 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from reference_impl.checks import check_supported
 from reference_impl.sampling import SamplingConfig
 from reference_impl.stats import DecodeResult, DecodeStats
+
+from ..protocol.capabilities import CLASSIC
 
 SEED_RANGE = 2**31 - 1
 
@@ -86,6 +89,7 @@ class EngineHTTPDecoder:
         generator: Any = None,
         on_token: Callable[[int], None] | None = None,
     ) -> DecodeResult:
+        check_supported(f"{self.name} (through this adapter)", sampling, CLASSIC)
         if gamma is not None and self.gamma is not None and gamma != self.gamma:
             raise EngineRequestError(
                 f"{self.name}: the server drafts {self.gamma} tokens per step (fixed when it starts); gamma={gamma} "

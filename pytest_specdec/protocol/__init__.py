@@ -3,6 +3,8 @@
 - ``decoder``: the ``Decoder`` and ``BatchedDecoder`` protocols, ``--specdec-impl`` loading
   (``load_factory``), and ``CheckedDecoder`` / ``CheckedBatchedDecoder``, which turn a broken
   contract into a named failure.
+- ``capabilities``: what a decoder declares it implements, and the checks of a result against the
+  request features it was asked for.
 - ``counters``: a decoder's reported counts checked against its tokens, each other and the passes
   its models ran.
 - ``base_import``: the base branch's decoder imported beside the pull request's (``--specdec-base-path``).

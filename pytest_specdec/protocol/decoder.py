@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pytest
 
+from .capabilities import feature_violations
 from .counters import PassObserver, count_violations
 
 if TYPE_CHECKING:
@@ -109,6 +110,10 @@ class CheckedDecoder:
         if getattr(result, "stats", None) is None:
             raise ContractError(f"{self.label}: the DecodeResult has no stats record")
         self.check_counts(result, passes, kwargs.get("gamma"))
+        problems = feature_violations(tokens, result, kwargs)
+        if problems:
+            raise ContractError(f"{self.label}: the result breaks the request's features:\n  - "
+                                + "\n  - ".join(problems))
         return result
 
     def check_counts(self, result: DecodeResult, passes: Any, gamma: object) -> None:

@@ -14,13 +14,14 @@ from ..kv import check_finite
 from ..sampling import GREEDY, SamplingConfig, choose_token
 from ..stats import DecodeResult
 from .cache import BatchedLM
-from .rows import make_rows
+from .rows import BATCHED_CAPABILITIES, make_rows
 
 
 class BatchedAutoregressiveDecoder:
     """Greedy or sampled decoding of a batch of prompts with the target model and one shared KV cache."""
 
     name = "autoregressive-batched"
+    capabilities = BATCHED_CAPABILITIES
 
     def __init__(self, target: torch.nn.Module, draft: torch.nn.Module | None = None, **options: object) -> None:
         if options:

@@ -13,13 +13,16 @@ from typing import TypeVar
 
 import torch
 
-from ..checks import check_request, default_generator
+from ..checks import check_request, check_supported, default_generator
 from ..errors import InvalidLengthError
 from ..kv import model_device
 from ..output import TokenSink
 from ..sampling import SamplingConfig
 from ..stats import DecodeResult, StatsCounter
 from .cache import PassCounts
+
+# the request features the batched decoders implement: min-p is a warper; the history-dependent ones are not yet
+BATCHED_CAPABILITIES = frozenset({"greedy", "temperature", "top_k", "top_p", "min_p", "streaming", "gamma", "eos"})
 
 T = TypeVar("T")
 
@@ -95,6 +98,7 @@ def make_rows(
     rows = []
     for prompt, new_tokens, eos_id, generator, callback in zip(prompts, lengths, eos, gens, callbacks, strict=True):
         check_request(model, prompt, new_tokens, sampling, generator)
+        check_supported("the batched reference decoders", sampling, BATCHED_CAPABILITIES)
         if generator is None and not sampling.greedy:
             generator = default_generator(model_device(model))
         seq = torch.empty(prompt.shape[1] + new_tokens, dtype=torch.long, device=prompt.device)

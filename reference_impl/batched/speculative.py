@@ -22,7 +22,7 @@ from ..kv import check_finite
 from ..sampling import GREEDY, SamplingConfig, probs_from_logits, sample, verify_greedy, verify_sampled
 from ..stats import DecodeResult
 from .cache import BatchedLM
-from .rows import Row, make_rows
+from .rows import BATCHED_CAPABILITIES, Row, make_rows
 
 NO_TOKENS = torch.empty(0, dtype=torch.long)
 
@@ -31,6 +31,7 @@ class BatchedSpeculativeDecoder:
     """Draft-then-verify decoding of a batch of prompts of different lengths, exact per row."""
 
     name = "speculative-batched"
+    capabilities = BATCHED_CAPABILITIES
 
     def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4) -> None:
         check_pair(target, draft)

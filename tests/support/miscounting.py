@@ -78,19 +78,12 @@ class CountsEveryMatch(SpeculativeDecoder):
 class CountsWhatTheStepProduced(SpeculativeDecoder):
     """vLLM #56101: tokens past an EOS (or past max_new_tokens) counted as accepted although never emitted."""
 
-    def generate(self, *args, **kwargs):
-        import reference_impl.speculative as speculative
+    class Sink(TokenSink):
+        def emit(self, tokens, logprobs=None):
+            super().emit(tokens, logprobs)
+            return len(tokens)  # BUG: what the step produced, not what was emitted
 
-        class Sink(TokenSink):
-            def emit(self, tokens):
-                super().emit(tokens)
-                return len(tokens)  # BUG: what the step produced, not what was emitted
-
-        saved, speculative.TokenSink = speculative.TokenSink, Sink
-        try:
-            return super().generate(*args, **kwargs)
-        finally:
-            speculative.TokenSink = saved
+    token_sink = Sink
 
 
 class UncountedPrefill(CachedLM):
