@@ -58,7 +58,7 @@ class AutoregressiveDecoder:
         vocab = self.target.get_output_embeddings().weight.shape[0]
         call = self.call_state.of(input_ids, vocab, sampling, min_new_tokens, eos_token_id, logprobs)
         sink = self.token_sink(max_new_tokens, eos_token_id, on_token, stop=stop, min_new_tokens=min_new_tokens,
-                         logprobs=logprobs is not None)
+                               logprobs=logprobs is not None)
         counter = StatsCounter()
         with torch.inference_mode():
             pending = input_ids[0]

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
+from .errors import InvalidSamplingError
 from .sampling import SamplingConfig, probs_dtype, warp_logits
 from .stats import TokenLogprob
 
@@ -157,6 +158,9 @@ class CallState:
     @classmethod
     def of(cls, input_ids: torch.Tensor, vocab: int, sampling: SamplingConfig, min_new_tokens: int,
            eos_token_id: int | None, logprobs: int | None) -> CallState:
+        outside = [token for token, _ in sampling.logit_bias if token >= vocab]
+        if outside:
+            raise InvalidSamplingError(f"logit_bias names token(s) {outside}, but the vocabulary has {vocab} tokens")
         history = History.of_prompt(input_ids, vocab) if uses_history(sampling, min_new_tokens, eos_token_id) else None
         return cls(sampling, min_new_tokens, eos_token_id, history, logprobs)
 

@@ -116,7 +116,7 @@ class SpeculativeDecoder:
         vocab = self.target.get_output_embeddings().weight.shape[0]
         self.call = self.call_state.of(input_ids, vocab, sampling, min_new_tokens, eos_token_id, logprobs)
         sink = self.token_sink(max_new_tokens, eos_token_id, on_token, stop=stop, min_new_tokens=min_new_tokens,
-                         logprobs=logprobs is not None)
+                               logprobs=logprobs is not None)
         counter = StatsCounter()
         prompt_len = input_ids.shape[1]
         seq = torch.empty(prompt_len + max_new_tokens, dtype=torch.long, device=input_ids.device)

@@ -122,6 +122,13 @@ def test_bad_request_features_are_named(kwargs, message):
             decoder.generate(PROMPT, max_new_tokens=4, **kwargs)
 
 
+def test_a_bias_outside_the_vocabulary_is_named():
+    target, draft = cached_pair("llama", "partial")
+    for decoder in (SpeculativeDecoder(target, draft), AutoregressiveDecoder(target)):
+        with pytest.raises(InvalidSamplingError, match=r"token\(s\) \[500\], but the vocabulary has 96"):
+            decoder.generate(PROMPT, max_new_tokens=4, sampling=SamplingConfig(logit_bias={500: 1.0}))
+
+
 def test_a_decoder_without_a_feature_refuses_it_by_name():
     target, draft = cached_pair("llama", "partial")
     with pytest.raises(UnsupportedFeatureError, match="repetition_penalty"):
