@@ -84,13 +84,7 @@ def pit_values(
             logits = target(input_ids=ids, use_cache=False).logits[0, start - 1 : start - 1 + len(tokens)]
         probs = probs_from_logits(logits.double().cpu(), sampling)
         chosen = torch.tensor(tokens)
-        p_chosen = probs.gather(1, chosen.unsqueeze(1)).squeeze(1)
-        vocab = torch.arange(probs.shape[1])
-        # ranked before x: more likely, or equally likely with a smaller id
-        before = (probs > p_chosen.unsqueeze(1)) | ((probs == p_chosen.unsqueeze(1)) & (vocab < chosen.unsqueeze(1)))
-        mass_before = (probs * before).sum(dim=1)
-        v = torch.rand(len(tokens), generator=uniforms, dtype=torch.float64)
-        keep = p_chosen > 0
+        u, keep = randomized_pit(probs, chosen, uniforms)
         if looser is not None and sampling.top_p < 1.0:
             loose = probs_from_logits(logits.double().cpu(), looser).gather(1, chosen.unsqueeze(1))[:, 0]
             at_edge = ~keep & (loose > 0)
@@ -98,8 +92,22 @@ def pit_values(
             impossible += int((~keep & ~at_edge).sum())
         else:
             impossible += int((~keep).sum())
-        values += (mass_before + v * p_chosen).clamp(0.0, 1.0)[keep].tolist()
+        values += u[keep].tolist()
     return values, impossible, edge
+
+
+def randomized_pit(probs: Any, tokens: Any, uniforms: Any) -> tuple[Any, Any]:
+    """(n, vocab) laws, (n,) tokens -> (n,) U values and (n,) bool: the token has probability > 0.
+
+    U = P(tokens ranked before x) + V * p(x), ranked by probability (ties by id), V uniform from ``uniforms``.
+    """
+    import torch
+
+    p_chosen = probs.gather(1, tokens.unsqueeze(1)).squeeze(1)
+    vocab = torch.arange(probs.shape[1])
+    before = (probs > p_chosen.unsqueeze(1)) | ((probs == p_chosen.unsqueeze(1)) & (vocab < tokens.unsqueeze(1)))
+    v = torch.rand(len(tokens), generator=uniforms, dtype=torch.float64)
+    return ((probs * before).sum(dim=1) + v * p_chosen).clamp(0.0, 1.0), p_chosen > 0
 
 
 def pit_test(
@@ -113,3 +121,54 @@ def pit_test(
     result = stats.kstest(values, "uniform")
     return PitResult(n=len(values), ks=float(result.statistic), p_value=float(result.pvalue), impossible=impossible,
                      boundary=edge)
+
+
+def processed_pit_test(
+    target: Any, prompts: list[tuple[int, ...]], sequences: list[list[int]], sampling: Any, seed: int = 0,
+    chunk: int = 8_192,
+) -> PitResult:
+    """The sequential PIT of sequences with their own prompts under the request's history-dependent processing.
+
+    Each token's law is the target's processed law at its whole prefix (``reference_impl.processing``: logit
+    bias and penalties over the prompt and the tokens before it, then the warpers, min-p included), from one
+    teacher-forced pass per sequence; the laws are computed ``chunk`` rows at a time. Without such features it
+    is the plain warped law.
+    """
+    import torch
+    from scipy import stats
+
+    from reference_impl.processing import History, process_logits
+    from reference_impl.sampling import probs_from_logits
+
+    uniforms = torch.Generator().manual_seed(seed)
+    values: list[float] = []
+    impossible = 0
+    pending: list[tuple[Any, ...]] = []
+
+    def flush() -> None:
+        nonlocal impossible
+        logits, seen, counts, generated, chosen = (torch.cat(part) for part in zip(*pending, strict=True))
+        probs = probs_from_logits(process_logits(logits, sampling, seen, counts, generated), sampling)
+        u, keep = randomized_pit(probs, chosen, uniforms)
+        impossible += int((~keep).sum())
+        values.extend(u[keep].tolist())
+        pending.clear()
+
+    for prompt, tokens in zip(prompts, sequences, strict=True):
+        if not tokens:
+            continue
+        prompt_ids = torch.tensor([prompt], dtype=torch.long)
+        chosen = torch.tensor(tokens, dtype=torch.long)
+        with torch.inference_mode():
+            ids = torch.cat([prompt_ids[0], chosen]).unsqueeze(0).to(target.device)
+            logits = target(input_ids=ids, use_cache=False).logits[0, len(prompt) - 1 : len(prompt) - 1 + len(tokens)]
+        rows = History.of_prompt(prompt_ids, logits.shape[-1]).rows(chosen[:-1])
+        pending.append((logits.double().cpu(), *rows, chosen))
+        if sum(len(part[-1]) for part in pending) >= chunk:
+            flush()
+    if pending:
+        flush()
+    if not values:
+        return PitResult(n=0, ks=math.nan, p_value=math.nan, impossible=impossible)
+    result = stats.kstest(values, "uniform")
+    return PitResult(n=len(values), ks=float(result.statistic), p_value=float(result.pvalue), impossible=impossible)

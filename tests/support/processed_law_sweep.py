@@ -1,0 +1,102 @@
+"""Measured error rates of the processed-law tests (tests/law/test_processed_law.py).
+
+- ``exact``: the false-positive rate on the exact null. Tokens are drawn straight from the target's processed law
+  (``exact_null``: every call of the plan advanced in lockstep on the context-1 table, the request's processing
+  applied to each row's own history, then the warpers), and the tests' own check (``processed_pit_test``) is run
+  on them; a firing is a p-value below ``ALPHA``.
+- ``mutants``: the detection rate of each companion mutant over seeds, at the fraction of the calls the default
+  run uses.
+
+    python -m tests.support.processed_law_sweep exact --seeds 200 --json exact.json
+    python -m tests.support.processed_law_sweep mutants --seeds 20 --json mutants.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from reference_impl.processing import process_logits
+from reference_impl.sampling import probs_from_logits
+from tests.law import test_processed_law as law
+
+
+def exact_null(setting: str, calls: int, seed: int) -> tuple[list[tuple[int, ...]], list[list[int]]]:
+    """(prompts, sequences) of the plan, every token drawn from the target's exact processed law."""
+    sampling = law.SETTINGS[setting][0]
+    plan = law.plan(setting, calls, seed)
+    target = law.pair("main")[0]
+    assert target.config.context == 1, "the lockstep draw reads the state from the last token only"
+    table = target.table.detach().double()
+    vocab = table.shape[1]
+    generator = torch.Generator().manual_seed(seed * 7_919 + 1)  # not the plan's stream
+    seen = torch.zeros(len(plan), vocab, dtype=torch.bool)
+    for i, call in enumerate(plan):
+        seen[i, list(call.prompt)] = True
+    counts = torch.zeros(len(plan), vocab)
+    last = torch.tensor([call.prompt[-1] for call in plan])
+    budgets = torch.tensor([call.max_new_tokens for call in plan])
+    drawn = torch.zeros(len(plan), int(budgets.max()), dtype=torch.long)
+    for t in range(int(budgets.max())):
+        rows = (budgets > t).nonzero().squeeze(1)
+        processed = process_logits(table[last[rows]], sampling, seen[rows], counts[rows], torch.full((len(rows),), t))
+        tokens = torch.multinomial(probs_from_logits(processed, sampling), 1, generator=generator).squeeze(1)
+        seen[rows, tokens] = True
+        counts[rows, tokens] += 1
+        last[rows] = tokens
+        drawn[rows, t] = tokens
+    sequences = [drawn[i, : call.max_new_tokens].tolist() for i, call in enumerate(plan)]
+    return [call.prompt for call in plan], sequences
+
+
+def sweep_exact(seeds: range) -> dict:
+    fired, p_values = {}, {}
+    for setting in law.SETTINGS:
+        values = []
+        for seed in seeds:
+            prompts, sequences = exact_null(setting, law.CALLS, seed)
+            values.append(law.processed_pit_test(law.pair("main")[0], prompts, sequences, law.SETTINGS[setting][0],
+                                                 seed=seed).p_value)
+        p_values[setting] = values
+        fired[setting] = sum(p < law.ALPHA for p in values)
+        print(f"{setting}: {fired[setting]} of {len(values)} fired; smallest p {min(values):.3g}; "
+              f"p < 0.01: {sum(p < 0.01 for p in values)}, p < 0.05: {sum(p < 0.05 for p in values)}", flush=True)
+    return {"alpha": law.ALPHA, "calls": law.CALLS, "seeds": [seeds.start, seeds.stop], "fired": fired,
+            "p_values": p_values}
+
+
+def sweep_mutants(seeds: range) -> dict:
+    detected = {}
+    for mutant, (setting, fraction) in law.COMPANIONS.items():
+        hits = 0
+        for seed in seeds:
+            sample = law.draw(f"tests.support.request_mutants:{mutant}", setting, calls=round(law.CALLS * fraction),
+                              seed=seed, jobs=1)
+            hits += law.check(sample, setting, seed).rejects(law.ALPHA)
+        detected[mutant] = {"setting": setting, "fraction": fraction, "detected": hits, "seeds": len(seeds)}
+        print(f"{mutant} on {setting} at {fraction:g} of the calls: {hits}/{len(seeds)}", flush=True)
+    return detected
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("what", choices=("exact", "mutants"))
+    parser.add_argument("--seeds", type=int, default=200)
+    parser.add_argument("--first-seed", type=int, default=9_000)
+    parser.add_argument("--json", help="write the results here")
+    args = parser.parse_args(argv)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    start = time.perf_counter()
+    result = sweep_exact(seeds) if args.what == "exact" else sweep_mutants(seeds)
+    result["wall_seconds"] = round(time.perf_counter() - start, 1)
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(result, handle, indent=1)
+            handle.write("\n")
+
+
+if __name__ == "__main__":
+    main()
