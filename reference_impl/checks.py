@@ -107,10 +107,9 @@ def check_features(
     return min_new_tokens, sequences, logprobs
 
 
-def check_supported(who: str, sampling: SamplingConfig, supported: frozenset[str] | set[str], **asked: object) -> None:
-    """Raise ``UnsupportedFeatureError`` naming each feature the request turns on that ``who`` lacks."""
-    wanted = set(sampling.features) | {name for name, value in asked.items() if value not in (None, 0, (), [])}
-    missing = sorted(wanted - set(supported))
+def check_supported(who: str, sampling: SamplingConfig, supported: frozenset[str]) -> None:
+    """Raise ``UnsupportedFeatureError`` naming each feature ``sampling`` turns on that ``who`` lacks."""
+    missing = sorted(set(sampling.features) - supported)
     if missing:
         raise UnsupportedFeatureError(
             f"{who} does not implement {', '.join(missing)}; use the single-sequence reference decoders "

@@ -137,11 +137,11 @@ def token_logprobs(law: torch.Tensor, raw_logits: torch.Tensor, tokens: torch.Te
     ]
 
 
-# what the reference decoders implement (pytest_specdec.protocol.capabilities names them)
-CAPABILITIES = frozenset({
-    "greedy", "temperature", "top_k", "top_p", "min_p", "streaming", "gamma", "eos", "repetition_penalty",
-    "presence_penalty", "frequency_penalty", "logit_bias", "min_new_tokens", "stop", "logprobs",
-})
+# capability names (pytest_specdec.protocol.capabilities says what each means): the classic request, and what
+# the reference decoders implement, every request feature
+CLASSIC = frozenset({"greedy", "temperature", "top_k", "top_p", "streaming", "gamma", "eos"})
+CAPABILITIES = CLASSIC | {"min_p", "repetition_penalty", "presence_penalty", "frequency_penalty", "logit_bias",
+                          "min_new_tokens", "stop", "logprobs"}
 
 
 @dataclass

@@ -18,7 +18,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-CLASSIC = frozenset({"greedy", "temperature", "top_k", "top_p", "streaming", "gamma", "eos"})
+CLASSIC = frozenset({"greedy", "temperature", "top_k", "top_p", "streaming", "gamma", "eos"})  # reference_impl's too
 FEATURES = {
     "min_p": "SamplingConfig.min_p: tokens below min_p times the top probability removed (after top-p)",
     "repetition_penalty": "SamplingConfig.repetition_penalty over prompt and generated tokens (HF semantics)",

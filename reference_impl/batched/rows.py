@@ -17,12 +17,13 @@ from ..checks import check_request, check_supported, default_generator
 from ..errors import InvalidLengthError
 from ..kv import model_device
 from ..output import TokenSink
+from ..processing import CLASSIC
 from ..sampling import SamplingConfig
 from ..stats import DecodeResult, StatsCounter
 from .cache import PassCounts
 
 # the request features the batched decoders implement: min-p is a warper; the history-dependent ones are not yet
-BATCHED_CAPABILITIES = frozenset({"greedy", "temperature", "top_k", "top_p", "min_p", "streaming", "gamma", "eos"})
+BATCHED_CAPABILITIES = CLASSIC | {"min_p"}
 
 T = TypeVar("T")
 

@@ -24,9 +24,7 @@ from tests.support.pairs import cached_pair
 from tests.support.request_checks import logprob_mismatches, reference_tokens, request_mismatches
 
 VOCAB = 96
-FEATURES = ("repetition_penalty", "presence_penalty", "frequency_penalty", "logit_bias", "min_new_tokens", "stop",
-            "logprobs", "min_p")
-pytestmark = pytest.mark.specdec_requires(*FEATURES)
+PENALTIES = ("repetition_penalty", "presence_penalty", "frequency_penalty")
 
 
 @st.composite
@@ -41,6 +39,7 @@ def sampling_features(draw):
     )
 
 
+@pytest.mark.specdec_requires(*PENALTIES, "logit_bias", "min_new_tokens", "stop", "logprobs")
 @settings(max_examples=max(10, settings().max_examples // 4))  # each example decodes twice: a quarter of the profile
 @given(data=st.data())
 def test_speculative_output_equals_the_reference_under_every_feature(specdec_factory, data):
@@ -72,6 +71,7 @@ def step_position(index: int, gamma: int) -> str:
     return "bonus" if position == gamma else f"draft position {position}"
 
 
+@pytest.mark.specdec_requires("repetition_penalty", "min_new_tokens", "stop", "logprobs")
 @pytest.mark.parametrize("gamma", [1, 3, 5])
 def test_a_stop_or_min_tokens_boundary_at_every_position_of_a_step(specdec_factory, gamma):
     target, draft = cached_pair("llama", "identical")
@@ -100,6 +100,7 @@ def first_end(tokens: list[int], stop: list[int]) -> int:
                 len(tokens) + 1)
 
 
+@pytest.mark.specdec_requires("stop")
 def test_the_stop_that_completes_first_wins_whatever_its_place_in_the_list(specdec_factory):
     """Two stops that both complete inside one accepted block (gamma 8, a draft that agrees): the earlier ends it."""
     target, draft = cached_pair("qwen2", "identical")
@@ -113,12 +114,15 @@ def test_the_stop_that_completes_first_wins_whatever_its_place_in_the_list(specd
         assert got.tokens == plain[:end], f"stop={stop}: got {got.tokens}, expected the end at index {end - 1}"
 
 
+@pytest.mark.specdec_requires("logprobs", "min_new_tokens")
 @pytest.mark.parametrize(
     "sampling",
-    [SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.7, top_k=8, top_p=0.9),
-     SamplingConfig(temperature=1.2, min_p=0.05, repetition_penalty=1.3, frequency_penalty=0.5,
-                    logit_bias={3: 2.0, 9: -math.inf})],
-    ids=["T1", "T0.7-topk-topp", "minp-penalties-bias"],
+    [pytest.param(SamplingConfig(temperature=1.0), id="T1"),
+     pytest.param(SamplingConfig(temperature=0.7, top_k=8, top_p=0.9), id="T0.7-topk-topp"),
+     pytest.param(SamplingConfig(temperature=1.2, min_p=0.05, repetition_penalty=1.3, frequency_penalty=0.5,
+                                 logit_bias={3: 2.0, 9: -math.inf}), id="minp-penalties-bias",
+                  marks=pytest.mark.specdec_requires("min_p", "repetition_penalty", "frequency_penalty",
+                                                     "logit_bias"))],
 )
 def test_sampled_logprobs_are_the_targets_processed_law(specdec_factory, sampling):
     """Every emitted position (first token, accepted draft, correction, bonus) on the partial pair, several seeds."""

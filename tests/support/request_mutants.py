@@ -10,6 +10,7 @@ Usable as ``--specdec-impl tests.support.request_mutants:<Name>``.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import torch
@@ -60,9 +61,8 @@ class _PenaltiesDropped(CallState):
         if self.history is None or logits.shape[0] == 1:
             return super().processed(logits, drafted)
         seen, counts, generated = self.history.rows(torch.stack(list(drafted)))
-        plain = type(self.sampling)(temperature=self.sampling.temperature, top_k=self.sampling.top_k,
-                                    top_p=self.sampling.top_p, min_p=self.sampling.min_p,
-                                    logit_bias=self.sampling.logit_bias)  # BUG: penalties left out of verify
+        plain = dataclasses.replace(self.sampling, repetition_penalty=1.0, presence_penalty=0.0,
+                                    frequency_penalty=0.0)  # BUG: penalties left out of verify
         return process_logits(logits, plain, seen, counts, generated, min_new_tokens=self.min_new_tokens,
                               eos_token_id=self.eos_token_id)
 
