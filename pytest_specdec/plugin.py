@@ -2,8 +2,8 @@
 
 addoption -> configure (options parsed once, GPU gate, decoder spec and model checks) ->
 generate_tests (gamma parametrization) -> collection (GPU skips, timing tests under xdist) ->
-logreport (findings, through a Recorder) -> terminal summary (skips, findings on another version, results table,
-baseline verdicts, JSON, report with plot and benchmark JSON).
+logreport (findings, through a Recorder; the scorecard) -> terminal summary (skips, the scorecard's verdicts,
+findings on another version, results table, baseline verdicts, JSON, report with plot and benchmark JSON).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from . import findings, requires
+from . import findings, requires, scorecard
 from . import options as opts
 from .batched import BatchedTally, specdec_batched_baseline_factory, specdec_batched_factory  # noqa: F401
 from .fixtures import (  # noqa: F401  (fixtures are registered by import)
@@ -52,6 +52,7 @@ MARKERS = (
     "specdec_engine: runs against a serving engine (llama-server binary or --specdec-engine-url); skipped "
     "with one summary line when there is none",
     requires.MARKER_LINE,
+    scorecard.MARKER_LINE,
 )
 
 GPU_SKIPPED_KEY = pytest.StashKey[int]()
@@ -93,6 +94,10 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(findings.Recorder(config.stash[RESULTS_KEY].findings), "specdec-findings")
     config.pluginmanager.register(BatchedTally(), "specdec-batched-tally")
     config.pluginmanager.register(requires.CapabilityGate(), "specdec-capabilities")
+    from .protocol.decoder import DEFAULT_IMPL
+
+    config.pluginmanager.register(scorecard.Scorecard(config.stash[RESULTS_KEY].verdicts, options.impl or DEFAULT_IMPL),
+                                  "specdec-scorecard")
     if options.gpu:
         _check_gpu(options)
     elif options.resolved_device().startswith("cuda"):
@@ -169,7 +174,8 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
     write = terminalreporter.write_line
     skipped, deselected = config.stash[GPU_SKIPPED_KEY], config.stash[PERF_DESELECTED_KEY]
     finding_lines = findings.summary_lines(results.findings)
-    if skipped or deselected or finding_lines or results.load_seconds or results.perf:
+    card = config.pluginmanager.get_plugin("specdec-scorecard").lines()
+    if skipped or deselected or finding_lines or card or results.load_seconds or results.perf:
         terminalreporter.section("specdec")
     if skipped:
         write(f"specdec: {skipped} GPU test(s) skipped; run `pytest {opts.GPU}` on a CUDA machine to run them")
@@ -178,7 +184,7 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: p
             f"specdec: {deselected} timing test(s) deselected because pytest-xdist runs several workers; "
             "run them alone (pytest -m specdec_perf -p no:xdist) so no worker competes with the clock"
         )
-    for line in finding_lines + summary_lines(results):
+    for line in card + finding_lines + summary_lines(results):
         write(line)
     if options.json_path is not None and not _is_xdist_worker(config):
         from .perf.environment import describe_environment

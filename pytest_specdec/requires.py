@@ -9,23 +9,29 @@ turn a test into a skip.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 
 import pytest
 
 from .options import get_options
-from .protocol.capabilities import FEATURES, KNOWN, MARKER, declared
+from .protocol.capabilities import FEATURES, KNOWN, MARKER, declared, missing_from_reason, skip_reason
 
+CLASSIC_MEANING = {
+    "greedy": "temperature 0", "temperature": "sampling at temperature > 0", "top_k": "SamplingConfig.top_k",
+    "top_p": "SamplingConfig.top_p", "streaming": "on_token called as each token becomes visible",
+    "gamma": "a per-call gamma", "eos": "generate(eos_token_id=...) ends the output",
+}
 MARKER_LINE = (f"{MARKER}(*capabilities): runs only on a decoder under test that declares them; skipped with "
                "one summary line per missing capability otherwise")
 
 
 class CapabilityGate:
-    """Skips the tests whose required capabilities the decoder under test does not declare, and counts them."""
+    """Skips the tests whose required capabilities the decoder under test does not declare, and counts every
+    capability skip (these, and the calls ``CheckedDecoder`` skips) from the test reports."""
 
     def __init__(self) -> None:
         self.skipped: Counter[str] = Counter()
-        self.spec = ""
+        self.who: defaultdict[str, set[str]] = defaultdict(set)
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -35,8 +41,8 @@ class CapabilityGate:
             return
         from .protocol.decoder import DEFAULT_IMPL, load_factory
 
-        self.spec = get_options(config).impl or DEFAULT_IMPL
-        has = declared(load_factory(self.spec))
+        spec = get_options(config).impl or DEFAULT_IMPL
+        has = declared(load_factory(spec))
         for item, names in marked:
             unknown = sorted(set(names) - KNOWN)
             if unknown:
@@ -44,14 +50,20 @@ class CapabilityGate:
                                         f"the known ones are {sorted(KNOWN)}")
             missing = sorted(set(names) - has)
             if missing:
-                item.add_marker(pytest.mark.skip(reason=f"{self.spec} does not declare {', '.join(missing)}"))
-                self.skipped.update(missing)
+                item.add_marker(pytest.mark.skip(reason=skip_reason(spec, missing)))
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.skipped and isinstance(report.longrepr, tuple) and not hasattr(report, "wasxfail"):
+            who, names = missing_from_reason(report.longrepr[2])
+            for name in names:
+                self.skipped[name] += 1
+                self.who[name].add(who)
 
     @pytest.hookimpl(trylast=True)
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
         if hasattr(config, "workerinput"):
             return
         for name, count in sorted(self.skipped.items()):
-            meaning = FEATURES.get(name, "a classic request feature")
-            terminalreporter.write_line(f"specdec: {count} test(s) skipped: {self.spec} does not declare "
-                                        f"'{name}' ({meaning})")
+            meaning = FEATURES.get(name, CLASSIC_MEANING.get(name, ""))
+            terminalreporter.write_line(f"specdec: {count} test(s) skipped: {', '.join(sorted(self.who[name]))} "
+                                        f"does not declare '{name}' ({meaning})")

@@ -196,6 +196,11 @@ def sample_decodes(
 ) -> DecodeSample:
     """Run ``plan`` on ``decoder`` (a decoder object, run here on ``device``, or a ``DecoderSource``, run on ``jobs``
     processes on the source's device)."""
+    if isinstance(decoder, DecoderSource):  # skip here, as CheckedDecoder would, not in a worker
+        from ..protocol.capabilities import declared
+        from ..protocol.decoder import load_factory, skip_unless_declared
+
+        skip_unless_declared(decoder.impl, declared(load_factory(decoder.impl)), {"sampling": sampling, "gamma": gamma})
     chunks = [plan[i : i + CHUNK] for i in range(0, len(plan), CHUNK)]
     seeds = [chunk_seed(seed, i) for i in range(len(chunks))]
     jobs = default_jobs() if jobs is None else jobs

@@ -22,6 +22,7 @@ from .decoder import (
     CheckedBatchedDecoder,
     CheckedDecoder,
     ContractError,
+    CountError,
     Decoder,
     DecoderFactory,
     has_batched_entry_point,
@@ -31,6 +32,6 @@ from .decoder import (
 
 __all__ = [
     "BASELINE_IMPL", "BATCHED_BASELINE_IMPL", "DEFAULT_BATCHED_IMPL", "DEFAULT_IMPL", "BatchedDecoder",
-    "CheckedBatchedDecoder", "CheckedDecoder", "ContractError", "Decoder", "DecoderFactory",
+    "CheckedBatchedDecoder", "CheckedDecoder", "ContractError", "CountError", "Decoder", "DecoderFactory",
     "has_batched_entry_point", "load_factory", "make_decoder",
 ]

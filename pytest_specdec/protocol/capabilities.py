@@ -5,7 +5,10 @@ its factory returns or on the factory itself (a class attribute does both). A de
 nothing is taken to implement the classic request (``CLASSIC``), which every decoder the suite tested
 before request features existed was asked. A test that needs a capability carries
 ``@pytest.mark.specdec_requires(name, ...)``; on a decoder that does not declare it the test is
-skipped, and the run ends with one summary line per missing capability, never silently.
+skipped, and the run ends with one summary line per missing capability, never silently. A call
+through the protocol that asks for something the decoder does not declare (``asked``: top-k on a
+decoder without ``top_k``, a per-call gamma on one without ``gamma``) skips its test the same way, so
+a setting a decoder does not offer is never reported as a failure of the decoder.
 
 A result of a request that used a feature is checked against it as every result is checked against
 the protocol (``decoder.CheckedDecoder``): nothing emitted after a completed stop sequence or EOS, no
@@ -34,6 +37,9 @@ MARKER = "specdec_requires"
 LOGPROB_SLACK = 1e-6  # a log-probability may exceed 0 by rounding, never by more
 
 
+SKIP_WORDS = "does not declare:"  # in every capability skip's reason, followed by the names; see skip_reason
+
+
 class CapabilityError(ValueError):
     """A declaration names a capability the suite does not know (a typo would skip tests silently)."""
 
@@ -51,6 +57,34 @@ def declared(obj: Any) -> frozenset[str]:
             f"the known ones are {sorted(KNOWN)}"
         )
     return names
+
+
+def asked(request: dict[str, Any]) -> frozenset[str]:
+    """The capabilities a ``generate`` call asks for (``request``: its keyword arguments)."""
+    sampling = request.get("sampling")
+    names = {"greedy"} if sampling is None or getattr(sampling, "temperature", 0) == 0 else {"temperature"}
+    if sampling is not None and "temperature" in names:
+        names |= {name for name, on in (("top_k", getattr(sampling, "top_k", 0)),
+                                         ("top_p", getattr(sampling, "top_p", 1.0) < 1)) if on}
+    names |= set(getattr(sampling, "features", ()))
+    for name, key in (("gamma", "gamma"), ("eos", "eos_token_id"), ("streaming", "on_token"), ("logprobs", "logprobs")):
+        if request.get(key) is not None:
+            names.add(name)
+    names |= {name for name in ("min_new_tokens", "stop") if request.get(name)}
+    return frozenset(names)
+
+
+def skip_reason(who: str, missing: Sequence[str]) -> str:
+    """The reason a test is skipped for capabilities ``who`` lacks; ``missing_from_reason`` reads it back."""
+    return f"{who} {SKIP_WORDS} {', '.join(sorted(missing))}"
+
+
+def missing_from_reason(reason: str) -> tuple[str, list[str]]:
+    """Who lacks what, from a skip reason written by ``skip_reason`` (``("", [])`` for any other skip)."""
+    who, found, names = reason.rpartition(f" {SKIP_WORDS} ")
+    if not found:
+        return "", []
+    return who.removeprefix("Skipped: "), [name.strip() for name in names.split(",") if name.strip() in KNOWN]
 
 
 def feature_violations(tokens: Sequence[int], result: Any, request: dict[str, Any]) -> list[str]:

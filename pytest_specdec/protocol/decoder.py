@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pytest
 
-from .capabilities import feature_violations
+from .capabilities import asked, declared, feature_violations, skip_reason
 from .counters import PassObserver, count_violations
 
 if TYPE_CHECKING:
@@ -78,6 +78,10 @@ class ContractError(AssertionError):
     """A decoder under test broke the protocol (wrong return type, overshoot, bad stats)."""
 
 
+class CountError(ContractError):
+    """A decoder's counts disagree with each other, its tokens, the gamma asked or the passes the models ran."""
+
+
 class CheckedDecoder:
     """Wraps a decoder and checks every ``generate`` result against the protocol."""
 
@@ -92,10 +96,13 @@ class CheckedDecoder:
         self.label = label
         self.name = getattr(decoder, "name", type(decoder).__name__)
         self.counted_models = {"target": target, "draft": draft}  # handed to the factory: their passes are counted
+        self.capabilities = declared(decoder)
 
     def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, **kwargs: Any) -> DecodeResult:
+        skip_unless_declared(self.label, self.capabilities, kwargs)
         with PassObserver(self.counted_models) as passes:
-            kwargs["on_token"] = passes.watch(kwargs.get("on_token"))
+            if "streaming" in self.capabilities:  # notes the passes before the first token
+                kwargs["on_token"] = passes.watch(kwargs.get("on_token"))
             result = self.inner.generate(input_ids, max_new_tokens=max_new_tokens, **kwargs)
         tokens = getattr(result, "tokens", None)
         if not isinstance(tokens, list) or not all(isinstance(t, int) for t in tokens):
@@ -121,13 +128,20 @@ class CheckedDecoder:
         problems = count_violations(result.stats, result.tokens, gamma)
         problems = problems or passes.violations(result.stats)
         if problems:
-            raise ContractError(
+            raise CountError(
                 f"{self.label}: the decoder's counts disagree with what it did ({len(result.tokens)} tokens, "
                 f"gamma={gamma}):\n  - " + "\n  - ".join(problems)
             )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
+
+
+def skip_unless_declared(who: str, capabilities: frozenset[str], request: dict[str, Any]) -> None:
+    """Skip the calling test if the request asks for something ``who`` does not declare (counted in the summary)."""
+    missing = asked(request) - capabilities
+    if missing:
+        pytest.skip(skip_reason(who, sorted(missing)))
 
 
 def make_decoder(factory: DecoderFactory, label: str, target: Any, draft: Any, **options: Any) -> CheckedDecoder:
@@ -177,9 +191,13 @@ class CheckedBatchedDecoder:
         self.name = getattr(self.inner, "name", type(self.inner).__name__)
         if not has_batched_entry_point(self.inner):
             raise ContractError(f"{label}: {type(self.inner).__name__} has no generate_batch() method")
+        self.capabilities = declared(self.inner)
 
     def generate_batch(self, prompts: list[torch.Tensor], *, max_new_tokens: int | list[int],
                        eos_token_id: int | list[int | None] | None = None, **kwargs: Any) -> list[DecodeResult]:
+        eos_asked = next((e for e in (eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
+                          if e is not None), None)
+        skip_unless_declared(self.label, self.capabilities, {**kwargs, "eos_token_id": eos_asked})
         results = self.inner.generate_batch(prompts, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
                                             **kwargs)
         if not isinstance(results, list) or len(results) != len(prompts):
@@ -213,7 +231,7 @@ class CheckedBatchedDecoder:
         problems = count_violations(result.stats, result.tokens, gamma)
         if problems:
             where = f"{self.label}: generate_batch() row {row}"
-            raise ContractError(f"{where}: the row's counts disagree with what it emitted "
+            raise CountError(f"{where}: the row's counts disagree with what it emitted "
                                 f"({len(result.tokens)} tokens, gamma={gamma}):\n  - " + "\n  - ".join(problems))
 
     def __getattr__(self, name: str) -> Any:

@@ -28,6 +28,7 @@ class SessionResults:
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     findings: list[dict[str, Any]] = field(default_factory=list)  # pytest_specdec.findings: one entry per test
+    verdicts: dict[str, Any] = field(default_factory=dict)  # pytest_specdec.scorecard: one verdict per kind
     root: Path = field(default_factory=Path.cwd)  # paths under it are written relative to it (the rootdir)
 
     def as_dict(self, environment: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +41,7 @@ class SessionResults:
             "baseline_comparisons": self.comparisons,
             "notes": self.notes,
             "findings": self.findings,
+            "verdicts": self.verdicts,
         })
 
 

@@ -260,6 +260,7 @@ def oracle_mismatch(draft, prompt, result):
 
 @pytest.mark.parametrize("relation", ["partial", "unrelated", "identical"])
 @pytest.mark.parametrize(("gamma", "max_new_tokens"), [(1, 9), (3, 24), (4, 17), (7, 30)])
+@pytest.mark.specdec_verdict("counters")
 def test_greedy_acceptance_matches_the_oracle(specdec_factory, relation, gamma, max_new_tokens):
     """The decoder under test's accepted counts equal the ones its draft's greedy proposals must give."""
     target, draft = cached_pair("llama", relation)
@@ -331,5 +332,7 @@ def test_a_users_decoder_that_overcounts_fails_through_the_plugin(pytester):
     pytester.syspathinsert()
     result = pytester.runpytest_subprocess("--specdec-impl=user_decoding:make", "--specdec-pair=tiny-llama-partial")
     result.assert_outcomes(failed=1)
-    result.stdout.fnmatch_lines(["*ContractError: user_decoding:make: the decoder's counts disagree with what it did*",
-                                 "*target_forwards = * but the models ran * during the call*"])
+    result.stdout.fnmatch_lines(["*CountError: user_decoding:make: the decoder's counts disagree with what it did*",
+                                 "*target_forwards = * but the models ran * during the call*",
+                                 "specdec verdicts on user_decoding:make:",
+                                 "  counters (*): FAIL (1 failed)", "    failed or error: test_user.py::test_decoder"])

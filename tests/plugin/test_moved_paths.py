@@ -28,8 +28,8 @@ FLAT_LAYOUT = (
 # the public names of the flat modules whose paths are packages now
 BECAME_PACKAGES = {
     "protocol": ("BASELINE_IMPL", "BATCHED_BASELINE_IMPL", "DEFAULT_BATCHED_IMPL", "DEFAULT_IMPL", "BatchedDecoder",
-                 "CheckedBatchedDecoder", "CheckedDecoder", "ContractError", "Decoder", "DecoderFactory",
-                 "has_batched_entry_point", "load_factory", "make_decoder"),
+                 "CheckedBatchedDecoder", "CheckedDecoder", "ContractError", "CountError", "Decoder",
+                 "DecoderFactory", "has_batched_entry_point", "load_factory", "make_decoder"),
     "perf": ("PerfRecord", "PerfSamples", "measure_interleaved"),
     "report": ("SessionResults", "atomic_write_text", "comparison_lines", "describe_change", "per_request_lines",
                "relative_to", "summary_lines", "write_json"),
