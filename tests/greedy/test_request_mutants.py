@@ -17,7 +17,7 @@ import torch
 from pytest_specdec.protocol.decoder import ContractError, load_factory, make_decoder
 from reference_impl import SamplingConfig
 from tests.support.pairs import cached_pair
-from tests.support.request_checks import reference_tokens, request_mismatches
+from tests.support.request_checks import logprob_mismatches, reference_tokens, request_mismatches
 from tests.support.request_mutants import REQUEST_MUTANTS
 
 PROMPT = torch.tensor([[5, 41, 7, 19]])
@@ -75,6 +75,27 @@ def test_the_battery_passes_the_reference():
 @pytest.mark.parametrize("name", sorted(REQUEST_MUTANTS))
 def test_each_request_feature_bug_is_caught(name):
     assert failures(f"tests.support.request_mutants:{name}", first=True), f"{name} passed the whole battery"
+
+
+SAMPLED = {"max_new_tokens": 20, "gamma": 4, "logprobs": 1,
+           "sampling": SamplingConfig(temperature=0.7, repetition_penalty=1.3)}
+
+
+def sampled_logprob_failures(spec: str) -> list[str]:
+    """A sampled request's logprobs against the target's exact processed law, on the partial pair, seeds 0-3."""
+    target, draft = cached_pair("llama", "partial")
+    decoder = make_decoder(load_factory(spec), spec, target, draft)
+    return [problem for seed in range(4) for problem in
+            logprob_mismatches(decoder, target, PROMPT, SAMPLED, torch.Generator().manual_seed(seed))]
+
+
+@pytest.mark.parametrize("spec", [REFERENCE, "tests.support.sampled_request_mutants:InPlaceLogprobsDecoder",
+                                  "tests.support.request_mutants:DraftLawLogprobsDecoder"],
+                         ids=["reference", "InPlaceLogprobsDecoder", "DraftLawLogprobsDecoder"])
+def test_sampled_logprob_bugs_are_caught(spec):
+    """Logprob bugs that only sampling shows (the temperature counted twice by an in-place scaling) are caught."""
+    found = sampled_logprob_failures(spec)
+    assert (found == []) == (spec == REFERENCE), found or f"{spec} passed"
 
 
 if __name__ == "__main__":  # python -m tests.greedy.test_request_mutants: which battery requests catch each mutant

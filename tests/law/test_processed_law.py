@@ -47,11 +47,13 @@ SETTINGS = {  # name: (sampling, gamma, the capabilities it needs)
             ("min_p", "repetition_penalty", "frequency_penalty", "logit_bias")),
 }
 # shipped bugs, each on the setting its feature acts in, with the fraction of the calls it is run at
+MUTANTS, SAMPLED_MUTANTS = "tests.support.request_mutants", "tests.support.sampled_request_mutants"
 COMPANIONS = {
-    "DraftTokensUnseenDecoder": ("presence_frequency", 1.0),
-    "PenaltyStateFromLastTokenDecoder": ("presence_frequency", 1 / 4),
-    "BiasOnBonusOnlyDecoder": ("logit_bias", 1 / 4),
-    "PenaltiesIgnoredInVerifyDecoder": ("all", 1 / 4),
+    f"{MUTANTS}:DraftTokensUnseenDecoder": ("presence_frequency", 1.0),
+    f"{MUTANTS}:PenaltyStateFromLastTokenDecoder": ("presence_frequency", 1 / 4),
+    f"{MUTANTS}:BiasOnBonusOnlyDecoder": ("logit_bias", 1 / 4),
+    f"{MUTANTS}:PenaltiesIgnoredInVerifyDecoder": ("all", 1 / 4),
+    f"{SAMPLED_MUTANTS}:MinPSkippedInVerifyDecoder": ("min_p", 1 / 4),
 }
 
 
@@ -87,11 +89,10 @@ def test_processed_law(specdec_options, setting):
     assert not result.rejects(ALPHA), result.describe()
 
 
-@pytest.mark.parametrize("mutant", COMPANIONS)
+@pytest.mark.parametrize("mutant", COMPANIONS, ids=lambda spec: spec.rpartition(":")[2])
 def test_the_processed_law_rejects_request_feature_bugs(specdec_options, mutant):
     setting, fraction = COMPANIONS[mutant]
-    sample = draw(f"tests.support.request_mutants:{mutant}", setting, calls=round(CALLS * fraction),
-                  jobs=specdec_options.sample_jobs)
+    sample = draw(mutant, setting, calls=round(CALLS * fraction), jobs=specdec_options.sample_jobs)
     result = check(sample, setting)
     assert result.rejects(ALPHA), f"{mutant} passed: {result.describe()}"
 

@@ -9,6 +9,16 @@
 
     python -m tests.support.processed_law_sweep exact --seeds 200 --json exact.json
     python -m tests.support.processed_law_sweep mutants --seeds 20 --json mutants.json
+
+The same for the per-state acceptance test (tests/law/test_processed_acceptance.py):
+
+- ``acceptance-exact``: the states of one reference draw of the full plan per setting, then ``--seeds`` accepted
+  counts drawn as sums of independent Bernoulli(beta_state) (the exact null given the states) and tested as the
+  test does; the normal approximation is the only thing measured, so many seeds are cheap.
+- ``acceptance-mutants``: the companion's detection rate over seeds at the fraction of the calls the test uses.
+
+    python -m tests.support.processed_law_sweep acceptance-exact --seeds 20000 --json acceptance-exact.json
+    python -m tests.support.processed_law_sweep acceptance-mutants --seeds 20 --json acceptance-mutants.json
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import torch
 
 from reference_impl.processing import process_logits
 from reference_impl.sampling import probs_from_logits
+from tests.law import test_processed_acceptance as acceptance
 from tests.law import test_processed_law as law
 
 
@@ -73,24 +84,57 @@ def sweep_mutants(seeds: range) -> dict:
     for mutant, (setting, fraction) in law.COMPANIONS.items():
         hits = 0
         for seed in seeds:
-            sample = law.draw(f"tests.support.request_mutants:{mutant}", setting, calls=round(law.CALLS * fraction),
-                              seed=seed, jobs=1)
+            sample = law.draw(mutant, setting, calls=round(law.CALLS * fraction), seed=seed, jobs=1)
             hits += law.check(sample, setting, seed).rejects(law.ALPHA)
+        mutant = mutant.rpartition(":")[2]
         detected[mutant] = {"setting": setting, "fraction": fraction, "detected": hits, "seeds": len(seeds)}
         print(f"{mutant} on {setting} at {fraction:g} of the calls: {hits}/{len(seeds)}", flush=True)
     return detected
 
 
+def sweep_acceptance_exact(seeds: range) -> dict:
+    from pytest_specdec.law.processed_acceptance import per_state_acceptance_test, state_betas
+
+    fired = {}
+    for setting in law.SETTINGS:
+        sample = acceptance.draw("reference_impl.speculative:SpeculativeDecoder", setting)
+        betas = torch.tensor(state_betas(*law.pair("main"), sample.prompts, sample.sequences,
+                                         law.SETTINGS[setting][0]), dtype=torch.float64)
+        generator = torch.Generator().manual_seed(seeds.start)
+        hits = []
+        for start in range(0, len(seeds), 1_000):
+            n = min(1_000, len(seeds) - start)
+            accepted = torch.bernoulli(betas.expand(n, -1), generator=generator).sum(dim=1).long().tolist()
+            hits += [per_state_acceptance_test(a, len(betas) - a, betas.tolist()).p_value for a in accepted]
+        fired[setting] = {"fired": sum(p < acceptance.ALPHA for p in hits), "p<0.01": sum(p < 0.01 for p in hits),
+                          "p<0.05": sum(p < 0.05 for p in hits), "simulations": len(hits),
+                          "mean_beta": round(float(betas.mean()), 4)}
+        print(f"{setting}: {fired[setting]}", flush=True)
+    return {"alpha": acceptance.ALPHA, "calls": acceptance.CALLS, "fired": fired}
+
+
+def sweep_acceptance_mutants(seeds: range) -> dict:
+    impl, setting, fraction = acceptance.COMPANION
+    hits = sum(acceptance.check(acceptance.draw(impl, setting, calls=round(acceptance.CALLS * fraction), seed=seed,
+                                                jobs=1), setting).rejects(acceptance.ALPHA) for seed in seeds)
+    print(f"{impl} on {setting} at {fraction:g} of the calls: {hits}/{len(seeds)}", flush=True)
+    return {impl.rpartition(":")[2]: {"setting": setting, "fraction": fraction, "detected": hits, "seeds": len(seeds)}}
+
+
+SWEEPS = {"exact": sweep_exact, "mutants": sweep_mutants, "acceptance-exact": sweep_acceptance_exact,
+          "acceptance-mutants": sweep_acceptance_mutants}
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=("exact", "mutants"))
+    parser.add_argument("what", choices=SWEEPS)
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=9_000)
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args(argv)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     start = time.perf_counter()
-    result = sweep_exact(seeds) if args.what == "exact" else sweep_mutants(seeds)
+    result = SWEEPS[args.what](seeds)
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

@@ -193,11 +193,34 @@ class ZeroLogprobsAfterFirstDecoder(SpeculativeDecoder):
     call_state = _ZeroAfterFirst
 
 
+class _DraftLawLogprobs(CallState):
+    draft_rows: tuple[torch.Tensor, ...] = ()
+
+    def processed(self, logits: torch.Tensor, drafted: Any = ()) -> torch.Tensor:
+        out = super().processed(logits, drafted)
+        if isinstance(drafted, list):  # a draft pass (the reference passes its list of tokens drafted so far)
+            self.draft_rows = (*self.draft_rows, out) if drafted else (out,)
+        return out
+
+    def keep_logprobs(self, processed: torch.Tensor, raw: torch.Tensor, tokens: list[int]) -> None:
+        accepted = self.draft_rows[: len(tokens) - 1] if len(tokens) > 1 else []
+        if accepted:  # BUG: an accepted draft token's logprob read from the draft's law
+            processed = torch.cat([torch.cat(accepted).to(processed.dtype), processed[len(accepted):]])
+        super().keep_logprobs(processed, raw, tokens)
+
+
+class DraftLawLogprobsDecoder(SpeculativeDecoder):
+    """Accepted draft tokens get the draft's log-probabilities, not the target's."""
+
+    call_state = _DraftLawLogprobs
+
+
 REQUEST_MUTANTS = {
     cls.__name__: cls
     for cls in (
         PenaltyStateFromLastTokenDecoder, MinTokensInStepsDecoder, DraftTokensUnseenDecoder,
         PenaltiesIgnoredInVerifyDecoder, BiasOnBonusOnlyDecoder, MinTokensOffByOneDecoder, StopInLastTokensDecoder,
         StopInListOrderDecoder, StopNotTrimmedDecoder, UnprocessedLogprobsDecoder, ZeroLogprobsAfterFirstDecoder,
+        DraftLawLogprobsDecoder,
     )
 }
