@@ -8,7 +8,7 @@
   run uses.
 
     python -m tests.support.processed_law_sweep exact --seeds 200 --json exact.json
-    python -m tests.support.processed_law_sweep mutants --seeds 20 --json mutants.json
+    python -m tests.support.processed_law_sweep mutants --seeds 20 --json mutants.json  # --only NAME: one companion
 
 The same for the per-state acceptance test (tests/law/test_processed_acceptance.py):
 
@@ -79,9 +79,11 @@ def sweep_exact(seeds: range) -> dict:
             "p_values": p_values}
 
 
-def sweep_mutants(seeds: range) -> dict:
+def sweep_mutants(seeds: range, only: str | None = None) -> dict:
     detected = {}
     for mutant, (setting, fraction) in law.COMPANIONS.items():
+        if only and not mutant.endswith(f":{only}"):
+            continue
         hits = 0
         for seed in seeds:
             sample = law.draw(mutant, setting, calls=round(law.CALLS * fraction), seed=seed, jobs=1)
@@ -92,7 +94,7 @@ def sweep_mutants(seeds: range) -> dict:
     return detected
 
 
-def sweep_acceptance_exact(seeds: range) -> dict:
+def sweep_acceptance_exact(seeds: range, only: str | None = None) -> dict:
     from pytest_specdec.law.processed_acceptance import per_state_acceptance_test, state_betas
 
     fired = {}
@@ -113,7 +115,7 @@ def sweep_acceptance_exact(seeds: range) -> dict:
     return {"alpha": acceptance.ALPHA, "calls": acceptance.CALLS, "fired": fired}
 
 
-def sweep_acceptance_mutants(seeds: range) -> dict:
+def sweep_acceptance_mutants(seeds: range, only: str | None = None) -> dict:
     impl, setting, fraction = acceptance.COMPANION
     hits = sum(acceptance.check(acceptance.draw(impl, setting, calls=round(acceptance.CALLS * fraction), seed=seed,
                                                 jobs=1), setting).rejects(acceptance.ALPHA) for seed in seeds)
@@ -131,10 +133,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=9_000)
     parser.add_argument("--json", help="write the results here")
+    parser.add_argument("--only", help="mutants: this companion alone (its class name)")
     args = parser.parse_args(argv)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     start = time.perf_counter()
-    result = SWEEPS[args.what](seeds)
+    result = SWEEPS[args.what](seeds, args.only)
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:
