@@ -132,5 +132,9 @@ def test_a_decoder_without_a_feature_refuses_it_by_name():
     target, draft = cached_pair("llama", "partial")
     from pytest_specdec.adapters.hf_assisted import HFAssistedDecoder
 
-    with pytest.raises(UnsupportedFeatureError, match="logit_bias"):
-        HFAssistedDecoder(target, draft).generate(PROMPT, max_new_tokens=4, sampling=SamplingConfig(logit_bias={1: 1}))
+    with pytest.raises(UnsupportedFeatureError, match="presence_penalty"):  # transformers has none
+        HFAssistedDecoder(target, draft).generate(PROMPT, max_new_tokens=4, sampling=SamplingConfig(presence_penalty=1))
+    from pytest_specdec.adapters.prompt_lookup import HFPromptLookupDecoder
+
+    with pytest.raises(UnsupportedFeatureError, match="logit_bias"):  # the classic request only
+        HFPromptLookupDecoder(target).generate(PROMPT, max_new_tokens=4, sampling=SamplingConfig(logit_bias={1: 1}))

@@ -45,8 +45,10 @@ def exact_logprobs(target: Any, prompt: torch.Tensor, tokens: list[int], request
     return law[torch.arange(len(tokens)), torch.tensor(tokens)].tolist()
 
 
-def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any]) -> list[str]:
-    """What ``decoder`` gets wrong on a greedy ``request``: tokens against the reference, logprobs against the law."""
+def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any],
+                       tolerance: float = LOGPROB_TOLERANCE) -> list[str]:
+    """What ``decoder`` gets wrong on a greedy ``request``: tokens against the reference, logprobs against the law
+    (``tolerance``: a decoder that computes the law in float32 from float64 logits is within about 1e-7)."""
     got = decoder.generate(prompt, **request)
     expected = reference_tokens(target, prompt, request)
     problems = []
@@ -58,7 +60,7 @@ def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request:
     elif request.get("logprobs") is not None and got.tokens:
         exact = exact_logprobs(target, prompt, got.tokens, request)
         for i, (record, value) in enumerate(zip(got.logprobs, exact, strict=True)):
-            if abs(record.logprob - value) > LOGPROB_TOLERANCE:
+            if abs(record.logprob - value) > tolerance:
                 problems.append(f"logprob of token {i} is {record.logprob:.9g}, the target's processed law says "
                                 f"{value:.9g}")
                 break
@@ -66,14 +68,14 @@ def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request:
 
 
 def logprob_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any],
-                       generator: torch.Generator | None = None) -> list[str]:
+                       generator: torch.Generator | None = None, tolerance: float = LOGPROB_TOLERANCE) -> list[str]:
     """The decoder's logprobs of its own (possibly sampled) tokens against the target's exact processed law."""
     got = decoder.generate(prompt, generator=generator, **request)
     if not got.tokens:
         return []
     exact = exact_logprobs(target, prompt, got.tokens, request)
     for i, (record, value) in enumerate(zip(got.logprobs, exact, strict=True)):
-        if abs(record.logprob - value) > LOGPROB_TOLERANCE:
+        if abs(record.logprob - value) > tolerance:
             return [f"logprob of token {i} ({got.tokens[i]}) is {record.logprob:.9g}, the target's processed law "
                     f"says {value:.9g}"]
     return []
