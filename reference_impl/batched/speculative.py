@@ -8,6 +8,10 @@ the same order of draws as ``SpeculativeDecoder``. Both caches then roll back to
 accepted prefix (``BatchedLM.rollback``), and finished rows leave the batch. So a row's tokens
 and stats do not depend on the other rows: in float64 they equal the single-sequence decoder's,
 greedy or sampled with the same seed.
+
+Request features act per row (``rows.Row.call``): each draft position and each verify row of a row is
+processed with that row's own history plus the tokens it drafted before it, and only the tokens the
+row emits (its EOS, stop, ``min_new_tokens`` and ``max_new_tokens`` applied one token at a time) join it.
 """
 
 from __future__ import annotations
