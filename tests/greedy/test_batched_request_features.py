@@ -101,3 +101,4 @@ def test_shared_features_mean_the_same_for_every_row(specdec_batched_factory):
     assert [r.tokens for r in shared] == [r.tokens for r in per_row]
     assert [r.logprobs for r in shared] == [r.logprobs for r in per_row]
     assert len(shared[1].tokens) < 20, "the stop cut from row 1's own output must end it"
+
