@@ -4,6 +4,7 @@ Each adapter module offers factories usable as ``--specdec-impl module:factory``
 
 - ``pytest_specdec.adapters.hf_assisted:factory``: Hugging Face assisted generation
   (``generate(assistant_model=...)``) with a fixed gamma; ``:default_factory``: with HF's own defaults.
+  Both carry the request features transformers offers (``hf_features``).
 - ``pytest_specdec.adapters.prompt_lookup:factory``: Hugging Face prompt-lookup decoding
   (``generate(prompt_lookup_num_tokens=...)``); the draft model is not used.
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from ..protocol.capabilities import CLASSIC
 from ..protocol.counters import GAMMA_IGNORED
+from .hf_features import CAPABILITIES, Features
 
 TESTED_TRANSFORMERS = "5.24.0"
 DEFAULT_GAMMA = 4
@@ -227,10 +228,12 @@ def run_generate(
     generate_kwargs: dict[str, Any],
     extra: dict[str, float],
     trace: GenerateTrace | None = None,
+    features: Features | None = None,
 ) -> Any:
     """Check the request, run ``target.generate`` seeded and instrumented, return a DecodeResult.
 
-    ``trace``: pass one to look at what happened beyond the stats (chunks, proposals).
+    ``trace``: pass one to look at what happened beyond the stats (chunks, proposals). ``features``: the
+    request features (``hf_features``) of a decoder that declares them; None: the classic request only.
     """
     import torch
 
@@ -239,11 +242,13 @@ def run_generate(
     from reference_impl.stats import DecodeResult
 
     check_request(target, input_ids, max_new_tokens, sampling, generator)
-    check_supported("this adapter of transformers' generate", sampling, CLASSIC)
+    if features is None:
+        check_supported("this adapter of transformers' generate", sampling, CLASSIC)
     trace = trace or GenerateTrace()
     trace.on_token = on_token
     if max_new_tokens == 0:
-        return DecodeResult(tokens=[], stats=trace.stats(**extra))
+        return DecodeResult(tokens=[], stats=trace.stats(**extra), logprobs=[] if features and features.logprobs
+                            is not None else None)
     seed = None if sampling.greedy else seed_from(generator)
     kwargs = {
         "attention_mask": torch.ones_like(input_ids),
@@ -256,20 +261,24 @@ def run_generate(
         "pad_token_id": eos_token_id,
         "streamer": trace,
         **sampling_kwargs(sampling),
+        **(features.generate_kwargs(sampling, input_ids.shape[1]) if features else {}),
         **generate_kwargs,
     }
     device = model_device(target)
     with instrumented(target, models, trace), torch.inference_mode():
         if seed is None:
-            target.generate(input_ids, **kwargs)
+            output = target.generate(input_ids, **kwargs)
         else:
             with seeded_global_rng(seed, device):
-                target.generate(input_ids, **kwargs)
-    return DecodeResult(tokens=trace.tokens, stats=trace.stats(**extra))
+                output = target.generate(input_ids, **kwargs)
+    logprobs = features.logprobs_of(output, trace.tokens) if features else None
+    return DecodeResult(tokens=trace.tokens, stats=trace.stats(**extra), logprobs=logprobs)
 
 
 class HFAssistedDecoder:
     """transformers assisted generation: the draft proposes, ``target.generate`` verifies.
+
+    ``capabilities``: the classic request and the features transformers offers (``hf_features``).
 
     ``num_assistant_tokens``: None for transformers' defaults, an int for a fixed gamma. With
     ``per_call_gamma=False`` the ``gamma`` argument of ``generate`` is ignored (the decoder keeps
@@ -293,6 +302,8 @@ class HFAssistedDecoder:
         self.per_call_gamma = per_call_gamma
         self.name = "hf-assisted" if num_assistant_tokens is not None else "hf-assisted-defaults"
 
+    capabilities = CAPABILITIES
+
     def generate(
         self,
         input_ids: Any,
@@ -303,16 +314,21 @@ class HFAssistedDecoder:
         eos_token_id: int | None = None,
         generator: Any = None,
         on_token: Callable[[int], None] | None = None,
+        min_new_tokens: int = 0,
+        stop: Any = (),
+        logprobs: int | None = None,
         trace: GenerateTrace | None = None,
     ) -> Any:
         """(1, prompt_len) prompt -> the new tokens and the stats observed from outside transformers.
 
-        ``trace`` is not part of the protocol: pass a ``GenerateTrace`` to inspect chunks and proposals.
+        Request features as transformers offers them (``hf_features``). ``trace`` is not part of the
+        protocol: pass a ``GenerateTrace`` to inspect chunks and proposals.
         """
         from reference_impl.checks import check_gamma
         from reference_impl.sampling import GREEDY
 
         sampling = GREEDY if sampling is None else sampling
+        features = Features.of(self.target, sampling, min_new_tokens, stop, logprobs)
         if gamma is not None:
             check_gamma(gamma)
         step_gamma = gamma if gamma is not None and self.per_call_gamma else self.num_assistant_tokens
@@ -332,6 +348,7 @@ class HFAssistedDecoder:
                 generate_kwargs={"assistant_model": self.draft},
                 extra=extra,
                 trace=trace,
+                features=features,
             )
 
 
@@ -351,3 +368,6 @@ def default_factory(target: Any, draft: Any, **options: Any) -> HFAssistedDecode
     if options:
         raise TypeError(f"hf_assisted.default_factory takes no options, got {sorted(options)}")
     return HFAssistedDecoder(target, draft, num_assistant_tokens=None, per_call_gamma=False)
+
+
+factory.capabilities = default_factory.capabilities = CAPABILITIES  # type: ignore[attr-defined]

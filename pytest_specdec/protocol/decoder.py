@@ -14,7 +14,7 @@ includes counts that disagree with the tokens or with the passes the models ran 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import pytest
@@ -152,12 +152,15 @@ def make_decoder(factory: DecoderFactory, label: str, target: Any, draft: Any, *
 # --- the optional batched entry point --------------------------------------------------------------
 #
 #     def generate_batch(self, prompts, *, max_new_tokens, sampling, gamma=None, eos_token_id=None,
-#                        generators=None) -> list[DecodeResult]
+#                        generators=None, min_new_tokens=0, stop=(), logprobs=None) -> list[DecodeResult]
 #
-# prompts: a list of (1, L_i) LongTensors of any lengths; max_new_tokens and eos_token_id: one value
-# for every row or a list with one per row; generators: None or one torch.Generator (or None) per row,
-# row i's randomness drawn from generators[i] alone, so a row's tokens do not depend on the batch.
-# One DecodeResult per row, in the prompts' order, with that row's own tokens and stats.
+# prompts: a list of (1, L_i) LongTensors of any lengths; max_new_tokens, sampling, eos_token_id,
+# min_new_tokens and logprobs: one value for every row or a list with one per row; stop: one list of
+# token-id sequences for every row ([[13, 13], [2]]) or one such list per row ([[[13, 13]], [], [[2]]]);
+# generators: None or one torch.Generator (or None) per row, row i's randomness drawn from generators[i]
+# alone, so a row's tokens do not depend on the batch. One DecodeResult per row, in the prompts' order,
+# with that row's own tokens, stats and logprobs. The request features (min_new_tokens, stop, logprobs,
+# and the history features of sampling) are passed only to a decoder that declares them (capabilities).
 
 DEFAULT_BATCHED_IMPL = "reference_impl.batched:BatchedSpeculativeDecoder"
 BATCHED_BASELINE_IMPL = "reference_impl.batched:BatchedAutoregressiveDecoder"
@@ -174,7 +177,21 @@ class BatchedDecoder(Protocol):
         gamma: int | None = None,
         eos_token_id: int | list[int | None] | None = None,
         generators: list[torch.Generator | None] | None = None,
+        # request features, shared or per row, passed only to a decoder that declares them (capabilities):
+        min_new_tokens: int | list[int] = 0,
+        stop: Sequence[Sequence[int]] | Sequence[Sequence[Sequence[int]]] = (),
+        logprobs: int | list[int | None] | None = None,
     ) -> list[DecodeResult]: ...
+
+
+def row_request(kwargs: dict[str, Any], row: int, rows: int) -> dict[str, Any]:
+    """Row ``row``'s own ``min_new_tokens``, ``stop`` and ``logprobs`` from a batched call's keywords (each shared,
+    or one per row; ``stop`` per row is a list of stop lists)."""
+    from reference_impl.batched.rows import per_row, stops_per_row
+
+    return {"min_new_tokens": per_row(kwargs.get("min_new_tokens", 0), rows, "min_new_tokens")[row],
+            "stop": stops_per_row(kwargs.get("stop", ()), rows)[row],
+            "logprobs": per_row(kwargs.get("logprobs"), rows, "logprobs")[row]}
 
 
 def has_batched_entry_point(decoder: Any) -> bool:
@@ -210,6 +227,11 @@ class CheckedBatchedDecoder:
             self._check_row(row, result, limit, eos_id)
         for row, result in enumerate(results):
             self._check_row_counts(row, result, kwargs.get("gamma"))
+            problems = feature_violations(result.tokens, result, {**row_request(kwargs, row, len(prompts)),
+                                                                  "eos_token_id": eos[row]})
+            if problems:
+                raise ContractError(f"{self.label}: generate_batch() row {row} breaks the request's features:\n  - "
+                                    + "\n  - ".join(problems))
         return results
 
     def _check_row(self, row: int, result: Any, limit: int, eos_id: int | None) -> None:

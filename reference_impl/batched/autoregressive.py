@@ -1,7 +1,8 @@
 """The batched autoregressive baseline: the target alone, one pass per token for the whole batch.
 
 Rows of different prompt lengths share each pass (``BatchedLM``: left padding, masks, explicit
-positions); each row samples with its own generator and leaves the batch when it finishes.
+positions); each row processes its logits with its own history (``processing.CallState``), samples
+with its own generator and leaves the batch when it finishes.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..kv import check_finite
 from ..sampling import GREEDY, SamplingConfig, choose_token
 from ..stats import DecodeResult
 from .cache import BatchedLM
-from .rows import BATCHED_CAPABILITIES, make_rows
+from .rows import BATCHED_CAPABILITIES, RowRequest, make_rows
 
 
 class BatchedAutoregressiveDecoder:
@@ -31,19 +32,25 @@ class BatchedAutoregressiveDecoder:
 
     def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, sampling: SamplingConfig = GREEDY,
                  gamma: int | None = None, eos_token_id: int | None = None, generator: torch.Generator | None = None,
-                 on_token: Callable[[int], None] | None = None) -> DecodeResult:
+                 on_token: Callable[[int], None] | None = None, min_new_tokens: int = 0,
+                 stop: Sequence[Sequence[int]] = (), logprobs: int | None = None) -> DecodeResult:
         """The single-sequence protocol: a batch of one. ``gamma`` is accepted and ignored."""
-        return self._decode([input_ids], max_new_tokens, sampling, eos_token_id, [generator], [on_token])[0]
+        request = RowRequest(max_new_tokens, sampling, eos_token_id, [generator], [on_token], min_new_tokens, [stop],
+                             logprobs)
+        return self._decode([input_ids], request)[0]
 
     def generate_batch(self, prompts: Sequence[torch.Tensor], *, max_new_tokens: int | Sequence[int],
-                       sampling: SamplingConfig = GREEDY, gamma: int | None = None,
+                       sampling: SamplingConfig | Sequence[SamplingConfig] = GREEDY, gamma: int | None = None,
                        eos_token_id: int | Sequence[int | None] | None = None,
-                       generators: Sequence[torch.Generator | None] | None = None) -> list[DecodeResult]:
+                       generators: Sequence[torch.Generator | None] | None = None,
+                       min_new_tokens: int | Sequence[int] = 0, stop: Sequence = (),
+                       logprobs: int | Sequence[int | None] | None = None) -> list[DecodeResult]:
         """(1, L_i) prompts -> one result per row. ``gamma`` is accepted and ignored."""
-        return self._decode(prompts, max_new_tokens, sampling, eos_token_id, generators)
+        request = RowRequest(max_new_tokens, sampling, eos_token_id, generators, None, min_new_tokens, stop, logprobs)
+        return self._decode(prompts, request)
 
-    def _decode(self, prompts, max_new_tokens, sampling, eos_token_id, generators, on_token=None):
-        rows = make_rows(self.target, prompts, max_new_tokens, sampling, eos_token_id, generators, on_token)
+    def _decode(self, prompts: Sequence[torch.Tensor], request: RowRequest) -> list[DecodeResult]:
+        rows = make_rows(self.target, prompts, request)
         target = self._target
         target.reset(len(rows))
         for row, counts in zip(rows, target.counts, strict=True):
@@ -51,12 +58,14 @@ class BatchedAutoregressiveDecoder:
         active = list(rows)
         with torch.inference_mode():
             while active := self._drop_finished(active):
-                logits = target.forward([row.pending(target.lengths[b]) for b, row in enumerate(active)])[:, -1]
-                tokens = [choose_token(logits[b], sampling, row.generator) for b, row in enumerate(active)]
-                *token_ids, finite = torch.stack([*tokens, torch.isfinite(logits).all()]).tolist()
+                raw = target.forward([row.pending(target.lengths[b]) for b, row in enumerate(active)])[:, -1]
+                processed = [row.processed(raw[b : b + 1]) for b, row in enumerate(active)]  # (1, vocab) each
+                tokens = [choose_token(processed[b][0], row.sampling, row.generator) for b, row in enumerate(active)]
+                *token_ids, finite = torch.stack([*tokens, torch.isfinite(raw).all()]).tolist()
                 check_finite(bool(finite), "target")
-                for row, token_id in zip(active, token_ids, strict=True):
+                for b, (row, token_id) in enumerate(zip(active, token_ids, strict=True)):
                     first = row.length == row.prompt_len
+                    row.call.keep_logprobs(processed[b], raw[b : b + 1], [token_id])
                     row.commit([token_id])
                     if first:
                         row.counter.forwards_before_first_token = row.target_counts.forwards

@@ -8,6 +8,10 @@ the same order of draws as ``SpeculativeDecoder``. Both caches then roll back to
 accepted prefix (``BatchedLM.rollback``), and finished rows leave the batch. So a row's tokens
 and stats do not depend on the other rows: in float64 they equal the single-sequence decoder's,
 greedy or sampled with the same seed.
+
+Request features act per row (``rows.Row.call``): each draft position and each verify row of a row is
+processed with that row's own history plus the tokens it drafted before it, and only the tokens the
+row emits (its EOS, stop, ``min_new_tokens`` and ``max_new_tokens`` applied one token at a time) join it.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import torch
 from ..checks import check_gamma, check_pair
 from ..errors import InvalidGammaError
 from ..kv import check_finite
+from ..processing import CallState
 from ..sampling import GREEDY, SamplingConfig, probs_from_logits, sample, verify_greedy, verify_sampled
 from ..stats import DecodeResult
 from .cache import BatchedLM
-from .rows import BATCHED_CAPABILITIES, Row, make_rows
+from .rows import BATCHED_CAPABILITIES, Row, RowRequest, make_rows
 
 NO_TOKENS = torch.empty(0, dtype=torch.long)
 
@@ -32,6 +37,7 @@ class BatchedSpeculativeDecoder:
 
     name = "speculative-batched"
     capabilities = BATCHED_CAPABILITIES
+    call_state = CallState  # each row's processing state (processing.CallState)
 
     def __init__(self, target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int = 4) -> None:
         check_pair(target, draft)
@@ -40,20 +46,26 @@ class BatchedSpeculativeDecoder:
 
     def generate(self, input_ids: torch.Tensor, *, max_new_tokens: int, sampling: SamplingConfig = GREEDY,
                  gamma: int | None = None, eos_token_id: int | None = None, generator: torch.Generator | None = None,
-                 on_token: Callable[[int], None] | None = None) -> DecodeResult:
+                 on_token: Callable[[int], None] | None = None, min_new_tokens: int = 0,
+                 stop: Sequence[Sequence[int]] = (), logprobs: int | None = None) -> DecodeResult:
         """The single-sequence protocol: a batch of one."""
-        return self._decode([input_ids], max_new_tokens, sampling, gamma, eos_token_id, [generator], [on_token])[0]
+        request = RowRequest(max_new_tokens, sampling, eos_token_id, [generator], [on_token], min_new_tokens, [stop],
+                             logprobs)
+        return self._decode([input_ids], request, gamma)[0]
 
     def generate_batch(self, prompts: Sequence[torch.Tensor], *, max_new_tokens: int | Sequence[int],
-                       sampling: SamplingConfig = GREEDY, gamma: int | None = None,
+                       sampling: SamplingConfig | Sequence[SamplingConfig] = GREEDY, gamma: int | None = None,
                        eos_token_id: int | Sequence[int | None] | None = None,
-                       generators: Sequence[torch.Generator | None] | None = None) -> list[DecodeResult]:
-        """(1, L_i) prompts -> one result per row; per-row or shared max_new_tokens and EOS, one generator per row."""
-        return self._decode(prompts, max_new_tokens, sampling, gamma, eos_token_id, generators)
+                       generators: Sequence[torch.Generator | None] | None = None,
+                       min_new_tokens: int | Sequence[int] = 0, stop: Sequence = (),
+                       logprobs: int | Sequence[int | None] | None = None) -> list[DecodeResult]:
+        """(1, L_i) prompts -> one result per row; every request field shared or one per row, one generator per row."""
+        request = RowRequest(max_new_tokens, sampling, eos_token_id, generators, None, min_new_tokens, stop, logprobs)
+        return self._decode(prompts, request, gamma)
 
-    def _decode(self, prompts, max_new_tokens, sampling, gamma, eos_token_id, generators, on_token=None):
+    def _decode(self, prompts: Sequence[torch.Tensor], request: RowRequest, gamma: int | None) -> list[DecodeResult]:
         gamma = fixed_gamma(self.gamma if gamma is None else gamma)
-        rows = make_rows(self.target, prompts, max_new_tokens, sampling, eos_token_id, generators, on_token)
+        rows = make_rows(self.target, prompts, request, self.call_state)
         self._target.reset(len(rows))
         self._draft.reset(len(rows))
         for row, target_counts, draft_counts in zip(rows, self._target.counts, self._draft.counts, strict=True):
@@ -62,14 +74,15 @@ class BatchedSpeculativeDecoder:
         with torch.inference_mode():
             while active:
                 gammas = [self.row_gamma(rows[r], gamma) for r in active]
-                self.step([rows[r] for r in active], gammas, sampling)
+                self.step([rows[r] for r in active], gammas)
                 active = self._drop_finished(rows, active)
         return [row.result() for row in rows]
 
-    def step(self, rows: list[Row], gammas: list[int], sampling: SamplingConfig) -> None:
+    def step(self, rows: list[Row], gammas: list[int]) -> None:
         """One speculative step for every row of the batch; commits each row's new tokens."""
         steps = max(gammas)
-        # 1. Draft: pass j feeds each row still drafting its catch-up tokens (j = 0) or its last draft token.
+        # 1. Draft: pass j feeds each row still drafting its catch-up tokens (j = 0) or its last draft token;
+        #    each row's law is processed with its own history plus the tokens it drafted so far.
         drafts, draft_probs, finite = [[] for _ in rows], [[] for _ in rows], [[] for _ in rows]
         for j in range(steps):
             chunks = [self._draft_chunk(b, row, drafts[b], j) if j < gammas[b] else NO_TOKENS
@@ -77,20 +90,25 @@ class BatchedSpeculativeDecoder:
             logits = self._draft.forward(chunks)[:, -1]  # (batch, vocab)
             for b, row in enumerate(rows):
                 if j < gammas[b]:
-                    token, probs = draw(logits[b], sampling, row.generator)
+                    finite[b].append(torch.isfinite(logits[b]).all())
+                    token, probs = draw(row.processed(logits[b : b + 1], cat(drafts[b]))[0], row.sampling,
+                                        row.generator)
                     drafts[b].append(token)
                     draft_probs[b].append(probs)
-                    finite[b].append(torch.isfinite(logits[b]).all())
 
-        # 2. One target pass over each row's pending token(s) and its drafts; row b's are its last gammas[b] + 1.
+        # 2. One target pass over each row's pending token(s) and its drafts; row b's are its last gammas[b] + 1,
+        #    verify row i processed with the row's history plus its first i drafts.
         chunks = [torch.cat([row.pending(self._target.lengths[b]), *drafts[b]]) for b, row in enumerate(rows)]
         target_logits = self._target.forward(chunks, keep=steps + 1)  # (batch, steps + 1, vocab)
+        raw = [target_logits[b, steps - gammas[b] :] for b in range(len(rows))]  # (gamma_b + 1, vocab) each
+        processed = [row.processed(raw[b], cat(drafts[b])) for b, row in enumerate(rows)]
 
         # 3. Accept or reject each row with its own generator; 4. one transfer to the host.
-        verdicts = [verify_row(target_logits[b, steps - gammas[b] :], drafts[b], draft_probs[b], finite[b], sampling,
-                               row.generator) for b, row in enumerate(rows)]
+        verdicts = [verify_row(processed[b], drafts[b], draft_probs[b], [torch.isfinite(raw[b]).all(), *finite[b]],
+                               row.sampling, row.generator) for b, row in enumerate(rows)]
         for b, (row, (n, new)) in enumerate(zip(rows, host(verdicts), strict=True)):
-            emitted = row.commit(new)
+            row.call.keep_logprobs(processed[b], raw[b], new)
+            emitted = row.commit(new)  # the emitted tokens join the row's history
             if row.length - len(new) == row.prompt_len:  # this step made the row's first token
                 row.counter.forwards_before_first_token = row.target_counts.forwards + row.draft_counts.forwards
             if gammas[b]:
@@ -135,9 +153,15 @@ def draw(logits: torch.Tensor, sampling: SamplingConfig, generator: torch.Genera
     return sample(probs.unsqueeze(0), generator), probs
 
 
-def verify_row(target_logits: torch.Tensor, drafts: list[torch.Tensor], draft_probs: list, draft_finite: list,
+def cat(tokens: list[torch.Tensor]) -> torch.Tensor:
+    """A row's draft tokens so far, (1,) each -> (k,)."""
+    return torch.cat(tokens) if tokens else NO_TOKENS
+
+
+def verify_row(target_logits: torch.Tensor, drafts: list[torch.Tensor], draft_probs: list, finite: list,
                sampling: SamplingConfig, generator: torch.Generator | None) -> torch.Tensor:
-    """(gamma + 1, vocab) logits, gamma drafts -> (gamma + 3,) [drafts..., n_accepted, next_token, all finite]."""
+    """(gamma + 1, vocab) processed logits, gamma drafts, finiteness flags of the raw logits
+    -> (gamma + 3,) [drafts..., n_accepted, next_token, all finite]."""
     draft_tokens = torch.cat(drafts) if drafts else NO_TOKENS.to(target_logits.device)
     if sampling.greedy:
         n_accepted, next_token = verify_greedy(target_logits, draft_tokens)
@@ -147,8 +171,7 @@ def verify_row(target_logits: torch.Tensor, drafts: list[torch.Tensor], draft_pr
     else:  # no drafts: a plain target token, drawn exactly as the single-sequence decoder's target step
         n_accepted = torch.zeros((), dtype=torch.long, device=target_logits.device)
         next_token = sample(probs_from_logits(target_logits[-1], sampling).unsqueeze(0), generator)[0]
-    finite = torch.stack([torch.isfinite(target_logits).all(), *draft_finite]).all().long()
-    return torch.cat([draft_tokens, torch.stack([n_accepted, next_token, finite])])
+    return torch.cat([draft_tokens, torch.stack([n_accepted, next_token, torch.stack(finite).all().long()])])
 
 
 def host(verdicts: list[torch.Tensor]) -> list[tuple[int, list[int]]]:

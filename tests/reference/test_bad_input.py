@@ -110,3 +110,20 @@ def test_non_finite_logits(broken):
         model.get_output_embeddings().weight.fill_(float("nan"))
     with pytest.raises(NonFiniteLogitsError, match="NaN or infinite logits"):
         SpeculativeDecoder(target, draft).generate(PROMPT, max_new_tokens=8)
+
+
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("stop", [[[5]], []], r"stop \(one list of stop sequences per row\) has 2 entries for 3 prompts"),
+    ("min_new_tokens", [1, 2], "min_new_tokens has 2 entries for 3 prompts"),
+    ("logprobs", [1], "logprobs has 1 entries for 3 prompts"),
+    ("sampling", [SamplingConfig()], "sampling has 1 entries for 3 prompts"),
+])
+def test_a_per_row_field_of_the_wrong_length_is_named(field, value, message):
+    """The batched entry point's request fields are shared or per row; a list of the wrong length names its field."""
+    from reference_impl.batched import BatchedSpeculativeDecoder
+    from reference_impl.errors import InvalidLengthError
+
+    target, draft = cached_pair("llama", "partial")
+    with pytest.raises(InvalidLengthError, match=message):
+        BatchedSpeculativeDecoder(target, draft).generate_batch([torch.tensor([[5]])] * 3, max_new_tokens=4,
+                                                                **{field: value})

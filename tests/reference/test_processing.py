@@ -15,7 +15,6 @@ import pytest
 import torch
 
 from reference_impl import AutoregressiveDecoder, SamplingConfig, SpeculativeDecoder
-from reference_impl.batched import BatchedSpeculativeDecoder
 from reference_impl.errors import InvalidRequestError, InvalidSamplingError, UnsupportedFeatureError
 from reference_impl.processing import History, process_logits
 from reference_impl.sampling import warp_logits
@@ -131,10 +130,11 @@ def test_a_bias_outside_the_vocabulary_is_named():
 
 def test_a_decoder_without_a_feature_refuses_it_by_name():
     target, draft = cached_pair("llama", "partial")
-    with pytest.raises(UnsupportedFeatureError, match="repetition_penalty"):
-        BatchedSpeculativeDecoder(target, draft).generate_batch(
-            [PROMPT], max_new_tokens=4, sampling=SamplingConfig(repetition_penalty=1.2))
     from pytest_specdec.adapters.hf_assisted import HFAssistedDecoder
 
-    with pytest.raises(UnsupportedFeatureError, match="logit_bias"):
-        HFAssistedDecoder(target, draft).generate(PROMPT, max_new_tokens=4, sampling=SamplingConfig(logit_bias={1: 1}))
+    with pytest.raises(UnsupportedFeatureError, match="presence_penalty"):  # transformers has none
+        HFAssistedDecoder(target, draft).generate(PROMPT, max_new_tokens=4, sampling=SamplingConfig(presence_penalty=1))
+    from pytest_specdec.adapters.prompt_lookup import HFPromptLookupDecoder
+
+    with pytest.raises(UnsupportedFeatureError, match="logit_bias"):  # the classic request only
+        HFPromptLookupDecoder(target).generate(PROMPT, max_new_tokens=4, sampling=SamplingConfig(logit_bias={1: 1}))

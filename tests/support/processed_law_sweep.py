@@ -19,6 +19,11 @@ The same for the per-state acceptance test (tests/law/test_processed_acceptance.
 
     python -m tests.support.processed_law_sweep acceptance-exact --seeds 20000 --json acceptance-exact.json
     python -m tests.support.processed_law_sweep acceptance-mutants --seeds 20 --json acceptance-mutants.json
+
+- ``decoder``: the tests' own draw and check (seed ``SEED``) on the decoder ``--impl`` names, every setting whose
+  capabilities it declares; ``--batch N``: the calls through ``generate_batch``, N rows at a time.
+
+    python -m tests.support.processed_law_sweep decoder --impl pytest_specdec.adapters.hf_assisted:factory
 """
 
 from __future__ import annotations
@@ -94,6 +99,29 @@ def sweep_mutants(seeds: range, only: str | None = None) -> dict:
     return detected
 
 
+def sweep_decoder(impl: str, batch: int) -> dict:
+    import functools
+
+    from pytest_specdec.law.sample_pool import DecoderSource, sample_decodes
+    from pytest_specdec.protocol.capabilities import declared
+    from pytest_specdec.protocol.decoder import load_factory
+
+    has = declared(load_factory(impl))
+    results = {}
+    for setting, (sampling, gamma, needs) in law.SETTINGS.items():
+        if not set(needs) <= has:
+            continue
+        start = time.perf_counter()
+        source = DecoderSource(impl, functools.partial(law.build_pair, "main"), batch=batch)
+        sample = sample_decodes(source, law.plan(setting, law.CALLS, law.SEED), sampling, seed=law.SEED, gamma=gamma,
+                                jobs=1)
+        result = law.check(sample, setting)
+        results[setting] = {"ks": result.ks, "p_value": result.p_value, "tokens": result.n,
+                            "rejects": result.rejects(law.ALPHA), "seconds": round(time.perf_counter() - start, 1)}
+        print(f"{setting}: {result.describe()} ({results[setting]['seconds']} s)", flush=True)
+    return {"impl": impl, "batch": batch, "alpha": law.ALPHA, "seed": law.SEED, "settings": results}
+
+
 def sweep_acceptance_exact(seeds: range, only: str | None = None) -> dict:
     from pytest_specdec.law.processed_acceptance import per_state_acceptance_test, state_betas
 
@@ -124,12 +152,14 @@ def sweep_acceptance_mutants(seeds: range, only: str | None = None) -> dict:
 
 
 SWEEPS = {"exact": sweep_exact, "mutants": sweep_mutants, "acceptance-exact": sweep_acceptance_exact,
-          "acceptance-mutants": sweep_acceptance_mutants}
+          "acceptance-mutants": sweep_acceptance_mutants, "decoder": None}
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("what", choices=SWEEPS)
+    parser.add_argument("--impl", default="reference_impl.speculative:SpeculativeDecoder")
+    parser.add_argument("--batch", type=int, default=0)
     parser.add_argument("--seeds", type=int, default=200)
     parser.add_argument("--first-seed", type=int, default=9_000)
     parser.add_argument("--json", help="write the results here")
@@ -137,7 +167,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     start = time.perf_counter()
-    result = SWEEPS[args.what](seeds, args.only)
+    result = sweep_decoder(args.impl, args.batch) if args.what == "decoder" else SWEEPS[args.what](seeds, args.only)
     result["wall_seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         with open(args.json, "w", encoding="utf-8") as handle:

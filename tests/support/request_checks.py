@@ -45,8 +45,10 @@ def exact_logprobs(target: Any, prompt: torch.Tensor, tokens: list[int], request
     return law[torch.arange(len(tokens)), torch.tensor(tokens)].tolist()
 
 
-def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any]) -> list[str]:
-    """What ``decoder`` gets wrong on a greedy ``request``: tokens against the reference, logprobs against the law."""
+def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any],
+                       tolerance: float = LOGPROB_TOLERANCE) -> list[str]:
+    """What ``decoder`` gets wrong on a greedy ``request``: tokens against the reference, logprobs against the law
+    (``tolerance``: a decoder that computes the law in float32 from float64 logits is within about 1e-7)."""
     got = decoder.generate(prompt, **request)
     expected = reference_tokens(target, prompt, request)
     problems = []
@@ -58,7 +60,7 @@ def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request:
     elif request.get("logprobs") is not None and got.tokens:
         exact = exact_logprobs(target, prompt, got.tokens, request)
         for i, (record, value) in enumerate(zip(got.logprobs, exact, strict=True)):
-            if abs(record.logprob - value) > LOGPROB_TOLERANCE:
+            if abs(record.logprob - value) > tolerance:
                 problems.append(f"logprob of token {i} is {record.logprob:.9g}, the target's processed law says "
                                 f"{value:.9g}")
                 break
@@ -66,14 +68,42 @@ def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request:
 
 
 def logprob_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any],
-                       generator: torch.Generator | None = None) -> list[str]:
+                       generator: torch.Generator | None = None, tolerance: float = LOGPROB_TOLERANCE) -> list[str]:
     """The decoder's logprobs of its own (possibly sampled) tokens against the target's exact processed law."""
     got = decoder.generate(prompt, generator=generator, **request)
     if not got.tokens:
         return []
     exact = exact_logprobs(target, prompt, got.tokens, request)
     for i, (record, value) in enumerate(zip(got.logprobs, exact, strict=True)):
-        if abs(record.logprob - value) > LOGPROB_TOLERANCE:
+        if abs(record.logprob - value) > tolerance:
             return [f"logprob of token {i} ({got.tokens[i]}) is {record.logprob:.9g}, the target's processed law "
                     f"says {value:.9g}"]
     return []
+
+
+ROW_FIELDS = ("max_new_tokens", "sampling", "eos_token_id", "min_new_tokens", "stop", "logprobs")
+ROW_DEFAULTS = {"sampling": SamplingConfig(), "eos_token_id": None, "min_new_tokens": 0, "stop": [], "logprobs": None}
+
+
+def batched_request_mismatches(decoder: Any, target: Any, prompts: list[torch.Tensor], requests: list[dict[str, Any]],
+                               gamma: int = 4) -> list[str]:
+    """What ``decoder.generate_batch`` gets wrong on greedy rows, each with its own request (every field passed per
+    row): row i's tokens against the autoregressive reference with request i, its logprobs against the law."""
+    asked = {field: [{**ROW_DEFAULTS, **r}[field] for r in requests] for field in ROW_FIELDS}
+    results = decoder.generate_batch(prompts, gamma=gamma, **asked)
+    problems = []
+    for i, (prompt, request, got) in enumerate(zip(prompts, requests, results, strict=True)):
+        expected = reference_tokens(target, prompt, request)
+        if got.tokens != expected:
+            first = next((j for j, (a, b) in enumerate(zip(got.tokens, expected, strict=False)) if a != b),
+                         min(len(got.tokens), len(expected)))
+            problems.append(f"row {i}: tokens differ from index {first}: got {got.tokens[first:first + 6]} "
+                            f"(of {len(got.tokens)}), the reference {expected[first:first + 6]} (of {len(expected)})")
+        elif request.get("logprobs") is not None and got.tokens:
+            exact = exact_logprobs(target, prompt, got.tokens, request)
+            bad = [j for j, (r, v) in enumerate(zip(got.logprobs, exact, strict=True))
+                   if abs(r.logprob - v) > LOGPROB_TOLERANCE]
+            if bad:
+                problems.append(f"row {i}: logprob of token {bad[0]} is {got.logprobs[bad[0]].logprob:.9g}, the "
+                                f"target's processed law says {exact[bad[0]]:.9g}")
+    return problems
