@@ -13,6 +13,7 @@ from types import SimpleNamespace
 
 from pytest_specdec.adapters.hf_assisted import seed_from, seeded_global_rng  # noqa: F401  (re-exported)
 from pytest_specdec.protocol.capabilities import skip_reason
+from reference_impl.sampling import GREEDY  # noqa: F401  (re-exported: the protocol's default sampling)
 from reference_impl.stats import DecodeResult, StatsCounter
 
 PASSES_UNKNOWN = {"pass_counts_unknown": 1.0}  # the package reports no forward or prefill counts

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from examples.pypi_common import cut, result, seed_from, seeded_global_rng
+from examples.pypi_common import GREEDY, cut, result, seed_from, seeded_global_rng
 
 
 class SeqSpecDecoder:
@@ -38,7 +38,7 @@ class SeqSpecDecoder:
         self.target, self.draft, self.gamma = target, draft, gamma
 
     @torch.inference_mode()
-    def generate(self, input_ids, *, max_new_tokens, sampling, gamma=None, eos_token_id=None, generator=None,
+    def generate(self, input_ids, *, max_new_tokens, sampling=GREEDY, gamma=None, eos_token_id=None, generator=None,
                  **unset):  # undeclared features arrive unset: the suite skips a call that sets one
         temperature, gamma = float(sampling.temperature), gamma or self.gamma
         ids, prompt_len, steps = input_ids, input_ids.shape[1], []

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import torch
 
-from examples.pypi_common import cut, refuse, result, seed_from, seeded_global_rng
+from examples.pypi_common import GREEDY, cut, refuse, result, seed_from, seeded_global_rng
 
 WHO = "examples.pypi_specdec:factory"
 
@@ -36,7 +36,7 @@ class SpecDecAdapter:
         self.gamma = gamma
 
     @torch.inference_mode()
-    def generate(self, input_ids, *, max_new_tokens, sampling, gamma=None, eos_token_id=None, generator=None,
+    def generate(self, input_ids, *, max_new_tokens, sampling=GREEDY, gamma=None, eos_token_id=None, generator=None,
                  **unset):  # undeclared features arrive unset: the suite skips a call that sets one
         if float(sampling.temperature) != 1.0:
             refuse(WHO, "temperature", "specdec 0.2.0 samples at temperature 1 only")
