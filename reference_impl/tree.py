@@ -245,15 +245,18 @@ def verify_tree_sampled(
 
 
 def verify_tree_greedy(tree: Tree, target_logits: torch.Tensor) -> tuple[list[int], int]:
-    """(nodes, vocab) -> (accepted nodes, next token): the longest path of target argmaxes, then the argmax after it."""
+    """(nodes, vocab) -> (accepted nodes, next token): the longest path of target argmaxes, then the argmax after it.
+
+    Siblings may repeat a token (children drafted with replacement): every matching one is followed.
+    """
     best = target_logits.argmax(dim=-1).tolist()
-    node, path = 0, []
-    while True:
-        match = [c for c in tree.children(node) if tree.tokens[c] == best[node]]
-        if not match:
-            return path, best[node]
-        node = match[0]
-        path.append(node)
+
+    def longest(node: int) -> list[int]:
+        matches = [[child, *longest(child)] for child in tree.children(node) if tree.tokens[child] == best[node]]
+        return max(matches, key=len, default=[])
+
+    path = longest(0)
+    return path, best[path[-1] if path else 0]
 
 
 def tree_step(

@@ -18,6 +18,7 @@ from reference_impl.sampling import SamplingConfig
 from reference_impl.tree import RULES, iid_proposal, one_hot_proposal, static_shape
 from tests.support.tree_pairs import PROMPT, dynamic_tv, laws, static_tv
 
+pytestmark = pytest.mark.usefixtures("single_torch_thread")
 ATOL = 1e-12
 SETTINGS = [SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.6, top_k=3)]
 SHAPES = [(1,), (3,), (2, 1), (1, 1, 1), (3, 2, 1)]
