@@ -227,3 +227,18 @@ def step_fit(counts: dict[tuple[int, ...], int], law: Law, name: str) -> Any:
     cells = sorted(law.keys() | counts.keys())
     return goodness_of_fit([counts.get(c, 0) for c in cells], [law.get(c, 0.0) for c in cells],
                            labels=[",".join(map(str, c)) for c in cells], name=name)
+
+
+def sample_decodes(
+    step: Callable[[Context, torch.Generator], Sequence[int]], prompt: Context, length: int, n: int,
+    generator: torch.Generator,
+) -> dict[tuple[int, ...], int]:
+    """``n`` decodes of ``length`` tokens after ``prompt``, each a run of ``step(context, generator)`` calls
+    (one step's emitted tokens each) -> counts of the first ``length`` tokens."""
+    counts: dict[tuple[int, ...], int] = defaultdict(int)
+    for _ in range(n):
+        out: list[int] = []
+        while len(out) < length:
+            out += step((*prompt, *out), generator)
+        counts[tuple(out[:length])] += 1
+    return dict(counts)
