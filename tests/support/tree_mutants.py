@@ -11,6 +11,7 @@ import torch
 
 from reference_impl.sampling import SamplingConfig, probs_from_logits, residual_probs, sample
 from reference_impl.tree import RULES, Tree, iid_proposal, sibling_accept, verify_tree_greedy
+from reference_impl.tree_decoder import TreeDecoder, keep_path, tree_mask
 
 
 def _walk(tree, target_probs, draft_probs, generator, proposal, *, row, bonus_row, tries=1, update=True):
@@ -82,3 +83,38 @@ VERIFY_MUTANTS = {
     "sibling_tried_twice": sibling_tried_twice,
     "bonus_from_parent": bonus_from_parent,
 }
+
+
+# --- the tree decoder's cache and attention (reference_impl.tree_decoder), one bug each ------------------
+
+
+def flattened_mask(committed: int, fed: int, parents: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """SGLang PR #39287's shape: nodes masked by flattened index (causal over the nodes), so siblings see each other."""
+    chain = tuple(range(-1, len(parents) - 1))  # BUG: node i's "ancestors" are every earlier node
+    return tree_mask(committed, fed, chain, dtype)
+
+
+def flattened_positions(committed: int, parents: tuple[int, ...]) -> list[int]:
+    """Node positions by flattened index instead of depth."""
+    return [committed - 1 + i for i in range(1, len(parents))]  # BUG
+
+
+def keep_first_nodes(lm, committed: int, path: list[int]) -> None:
+    """Compaction that keeps the first len(path) nodes fed (a rejected branch) instead of the accepted path."""
+    keep_path(lm, committed, list(range(1, len(path) + 1)))  # BUG
+
+
+class FlattenedMask(TreeDecoder):
+    mask_fn = staticmethod(flattened_mask)
+
+
+class FlattenedPositions(TreeDecoder):
+    positions_fn = staticmethod(flattened_positions)
+
+
+class KeepsRejectedBranch(TreeDecoder):
+    compact = staticmethod(keep_first_nodes)
+
+
+DECODER_MUTANTS = {"flattened_mask": FlattenedMask, "flattened_positions": FlattenedPositions,
+                   "keeps_rejected_branch": KeepsRejectedBranch}
