@@ -181,3 +181,11 @@ class TreeDecoder:
         self.compact(self._target, committed, path)
         self._draft.rollback(committed)
         return [*(tree.tokens[i] for i in path), token], len(path), len(tree.parents) - 1
+
+
+def factory(
+    target: torch.nn.Module, draft: torch.nn.Module, *, gamma: int | None = None, **options: object
+) -> TreeDecoder:
+    """``--specdec-impl reference_impl.tree_decoder:factory``: a 2-2-1 i.i.d. tree; ``gamma`` keeps its first levels."""
+    branching = tuple(options.pop("branching", (2, 2, 1)))  # type: ignore[call-overload]
+    return TreeDecoder(target, draft, branching=branching[:gamma] if gamma else branching, **options)  # type: ignore[arg-type]

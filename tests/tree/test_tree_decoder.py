@@ -68,3 +68,20 @@ def test_sampled_tree_decoding_follows_the_target_law(n):
                                              length=3)
     assert stats.detectable_tv(n, result.dof, ALPHA, 0.9) < (0.2 if n < 1000 else 0.055)
     assert not result.rejects(ALPHA), result.describe()
+
+
+def test_on_a_table_pair_the_tree_mask_sets_each_node_state():
+    """``TableLM`` reads a 4-D mask (a node's state: itself and its parent), so the tree decoder runs on the
+    `table` pair: greedy equals the target's, and 3-token sampled continuations (512 sequences, N = 1000,
+    ALPHA = 1e-3, seed 0) follow its exact law."""
+    from tests.support.tree_pairs import ZOO, pair
+
+    target, draft = pair(ZOO)
+    decoder = TreeDecoder(target, draft, branching=(3, 2, 1))
+    for prompt in ([1, 2], [3], [5, 6, 7]):
+        ids = torch.tensor([prompt])
+        assert decoder.generate(ids, max_new_tokens=20).tokens == AutoregressiveDecoder(target).generate(
+            ids, max_new_tokens=20).tokens
+    result = stats.decoder_distribution_test(decoder, target, torch.tensor([[1, 2]]), SamplingConfig(temperature=1.0),
+                                             n=1000, seed=0, length=3)
+    assert not result.rejects(ALPHA), result.describe()
