@@ -56,17 +56,18 @@ def test_each_broken_tree_decoder_fails_greedy_equality(name):
     assert greedy_mismatches(DECODER_MUTANTS[name], "llama")
 
 
-@pytest.mark.parametrize("n", [pytest.param(200, id="ci"), pytest.param(3000, id="full",
-                                                                    marks=pytest.mark.specdec_statistical)])
-def test_sampled_tree_decoding_follows_the_target_law(n):
-    """3-token continuations at T=1, top-k 2 (8 sequences) against the target's exact law: ALPHA = 1e-3,
-    fixed seed; n = 200 detects TV >= 0.19 with power 0.9, the statistical profile's 3000 TV >= 0.05."""
+@pytest.mark.specdec_statistical
+def test_sampled_tree_decoding_follows_the_target_law():
+    """3-token continuations at T=1, top-k 2 (8 sequences) on the tiny llama pair against the target's exact
+    law: n = 3000, ALPHA = 1e-3, fixed seed; detects TV >= 0.052 with power 0.9 (the default run samples the
+    decoder on a table pair, below)."""
+    n = 3000
     target, draft = cached_pair("llama", "partial")
     decoder = TreeDecoder(target, draft, branching=(2, 1))
     sampling = SamplingConfig(temperature=1.0, top_k=2)
     result = stats.decoder_distribution_test(decoder, target, torch.tensor([PROMPTS[0]]), sampling, n=n, seed=0,
                                              length=3)
-    assert stats.detectable_tv(n, result.dof, ALPHA, 0.9) < (0.2 if n < 1000 else 0.055)
+    assert stats.detectable_tv(n, result.dof, ALPHA, 0.9) < 0.055
     assert not result.rejects(ALPHA), result.describe()
 
 
