@@ -36,7 +36,9 @@ class DecodeStats:
     target_tokens_fed: int = 0  # tokens run through the target, prefill included
     draft_tokens_fed: int = 0
     forwards_before_first_token: int = 0  # forward passes (either model) before the first token was visible
-    gammas: tuple[int, ...] = ()  # gamma used at each step, in order
+    gammas: tuple[int, ...] = ()  # gamma used at each step, in order (a tree decoder's: the tree's depth)
+    tree_sizes: tuple[int, ...] = ()  # tree decoders: draft nodes at each step (empty for a chain)
+    path_lengths: tuple[int, ...] = ()  # tree decoders: accepted path length at each step, <= its depth
     extra: dict[str, float] = field(default_factory=dict, compare=False)
 
     @property

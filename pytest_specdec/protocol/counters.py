@@ -19,6 +19,8 @@ unless the decoder's own finer counts show it knew (per-position counts or per-s
 ``drafted``, ``accepted`` and, up to the last step, ``rejections``). Passes the wrapper cannot see
 (a decoder that runs a copy of a model, its submodules or a captured graph) are not compared.
 A decoder that does not honour a per-call gamma says so with ``stats.extra["gamma_ignored"] = 1``.
+A tree decoder reports each step's depth as its gamma (so the chain's rules read it as a chain of
+that depth) and, in ``tree_sizes`` and ``path_lengths``, its nodes and accepted path per step.
 """
 
 from __future__ import annotations
@@ -163,6 +165,29 @@ def _pass_count_violations(s: Any) -> list[str]:
     return out
 
 
+def _tree_violations(s: Any) -> list[str]:
+    """Tree decoders (``tree_sizes`` set): one tree and one path per step; path <= depth (the step's gamma) <= nodes."""
+    sizes, paths = tuple(getattr(s, "tree_sizes", ())), tuple(getattr(s, "path_lengths", ()))
+    if not sizes and not paths:
+        return []
+    out = []
+    if not all(_is_count(v) for v in (*sizes, *paths)):
+        return [f"tree_sizes {sizes} or path_lengths {paths} are not counts (ints >= 0)"]
+    if len(sizes) != s.steps or len(paths) != s.steps:
+        out.append(f"{len(sizes)} tree sizes and {len(paths)} path lengths for steps = {s.steps} "
+                   "[rule: one tree and one accepted path per step]")
+    if sum(paths) != s.accepted:
+        out.append(f"path_lengths {paths} sum to {sum(paths)}, accepted = {s.accepted} [rule: sum(path_lengths) == "
+                   "accepted: the accepted draft tokens are the accepted paths' nodes]")
+    depths = tuple(s.gammas) or (max(sizes, default=0),) * len(sizes)
+    steps = zip(sizes, paths, depths, strict=False)
+    bad = [i for i, (size, path, depth) in enumerate(steps) if not path <= depth <= size]
+    if bad:
+        out.append(f"steps {bad}: path_lengths {paths}, depths (gammas) {tuple(s.gammas)}, tree_sizes {sizes} "
+                   "[rule: a path is at most the tree's depth, and the depth at most its nodes]")
+    return out
+
+
 def count_violations(stats: Any, tokens: Sequence[int], gamma: object = None) -> list[str]:
     """Each way ``stats`` disagrees with itself, the ``tokens`` returned and the ``gamma`` asked for (empty: none)."""
     problems = _type_violations(stats)
@@ -172,7 +197,7 @@ def count_violations(stats: Any, tokens: Sequence[int], gamma: object = None) ->
         problems.append(f"new_tokens = {stats.new_tokens} but {len(tokens)} tokens were returned "
                         "[rule: new_tokens == len(tokens)]")
     return [*problems, *_position_violations(stats), *_gamma_violations(stats, gamma),
-            *_emission_violations(stats, len(tokens)), *_pass_count_violations(stats)]
+            *_emission_violations(stats, len(tokens)), *_pass_count_violations(stats), *_tree_violations(stats)]
 
 
 class PassObserver:

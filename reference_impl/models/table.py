@@ -145,6 +145,8 @@ class TableLM(PreTrainedModel, GenerationMixin):
             input_ids = inputs_embeds[..., 0].round().long()
         cache = cache if cache is not None else past_key_values
         batch, new = input_ids.shape
+        if attention_mask is not None and attention_mask.dim() == 4:  # a tree: each row's own visible slots
+            return self._forward_tree(input_ids, attention_mask, cache, logits_to_keep)
         new_valid = None if attention_mask is None else attention_mask[:, -new:]
         keys = input_ids.to(KEY_DTYPE).view(batch, 1, new, 1)
         values = torch.ones_like(keys) if new_valid is None else new_valid.to(KEY_DTYPE).view(batch, 1, new, 1)
@@ -158,6 +160,26 @@ class TableLM(PreTrainedModel, GenerationMixin):
                 valid = valid & attention_mask.bool()  # the caller's mask over every slot wins (batched holes)
             states = self.states(tokens, valid)[:, -new:]
         logits = torch.nn.functional.embedding(states[:, kept(logits_to_keep, new)], self.lm_head.weight.T)
+        return causal_lm_output(logits, cache)
+
+
+    def _forward_tree(self, input_ids: torch.Tensor, mask: torch.Tensor, cache: object | None,
+                      logits_to_keep: int | torch.Tensor) -> CausalLMOutputWithPast:
+        """A 4-D additive mask (batch, 1, new, slots), 0 where a row sees a slot: a row's state is its last
+        ``context`` visible slots, newest first (a tree node's: itself, its parent, ...)."""
+        batch, new = input_ids.shape
+        keys = input_ids.to(KEY_DTYPE).view(batch, 1, new, 1)
+        if cache is not None:
+            keys, _ = cache.update(keys, torch.ones_like(keys), 0)
+        tokens = keys[:, 0, :, 0].long().unsqueeze(1)  # (batch, 1, slots)
+        seen = mask[:, 0] == 0  # (batch, new, slots)
+        rank = seen.flip(-1).long().cumsum(-1).flip(-1) * seen  # 1: the newest visible slot
+        vocab, state = self.config.vocab_size, torch.zeros(batch, new, dtype=torch.long, device=input_ids.device)
+        for k in range(1, self.config.context + 1):
+            at = rank == k
+            digit = torch.where(at.any(-1), (tokens * at).sum(-1), vocab)
+            state = state * (vocab + 1) + digit
+        logits = torch.nn.functional.embedding(state[:, kept(logits_to_keep, new)], self.lm_head.weight.T)
         return causal_lm_output(logits, cache)
 
 

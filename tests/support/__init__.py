@@ -4,6 +4,8 @@
 - ``mutants``, ``subtle_mutants``, ``state_mutants``, ``batched_mutants``, ``miscounting``, ``injected``:
   deliberately broken decoders (one bug each, marked ``# BUG``) that the tests must reject, usable as
   ``--specdec-impl tests.support.<module>:<Name>``.
+- ``tree_pairs``, ``tree_mutants``: the table pairs and laws of the tree tests; broken tree verifiers and
+  decoders. ``tree_eagle``, ``tree_mutant_rates``: the measurement commands behind docs/trees.md.
 - ``batched_checks``: the batch-invariance checks shared by the property and mutation tests.
 - ``sampling_law_sweep``, ``sampling_law_catalogue``, ``subtle_mutant_tv``: measurement commands
   (``python -m tests.support.sampling_law_sweep ...``) behind the figures in docs/.
