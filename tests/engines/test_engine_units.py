@@ -100,7 +100,7 @@ def test_adapter_streams_token_ids_and_reads_the_engines_counters(engine):
     sent = ScriptedEngine.requests[0]
     assert sent["prompt"] == [1, 2, 3] and sent["n_predict"] == 5 and sent["stream"] is True
     assert (sent["temperature"], sent["top_k"], sent["top_p"]) == (0.7, 5, 0.9)
-    assert sent["samplers"] == ["temperature", "top_k", "top_p"]
+    assert sent["samplers"] == ["penalties", "temperature", "top_k", "top_p", "min_p"]
     assert sent["min_p"] == 0 and sent["repeat_penalty"] == 1 and sent["cache_prompt"] is False
 
 
@@ -251,9 +251,9 @@ def test_default_run_skips_engine_tests_with_one_line(pytester, tmp_path, monkey
             pass
     """)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=3)  # test_a once per adapter (native, openai)
     lines = [line for line in result.outlines if "engine test(s) skipped" in line]
-    assert len(lines) == 1 and lines[0].startswith("specdec: 2 engine test(s) skipped")
+    assert len(lines) == 1 and lines[0].startswith("specdec: 3 engine test(s) skipped")
     assert not (tmp_path / "empty-cache").exists()  # nothing was built
 
 
