@@ -113,6 +113,28 @@ class EngineHTTPDecoder:
         """Did the engine end the stream on its end-of-generation token (not on the length limit)?"""
         return False
 
+    # --- the engine's cumulative counters (``profile``: where they are on its /metrics page) ---------
+
+    profile: Any = None  # profiles.EngineProfile
+    count_steps = False
+    _counters: dict[str, float] | None = None
+
+    def start_request(self) -> None:
+        """Called once per ``generate``, after the request is checked and before anything is sent."""
+        if self.count_steps:  # other decoders on the same server may have moved the counters since the last call
+            self._counters = self.counters()
+
+    def counters(self) -> dict[str, float]:
+        """The server's cumulative speculative counters, from ``/metrics``."""
+        return self.profile.counters(self.get_text("/metrics"))
+
+    def counters_moved(self) -> dict[str, float]:
+        """How far the counters moved since the last read (``start_request`` or the previous part)."""
+        now = self.counters()
+        before = self._counters or {}
+        self._counters = now
+        return {key: now[key] - before.get(key, 0.0) for key in now}
+
     # --- the protocol ----------------------------------------------------------------------------
 
     def generate(
@@ -139,6 +161,7 @@ class EngineHTTPDecoder:
                 f"{self.name}: the server drafts {self.gamma} tokens per step (fixed when it starts); gamma={gamma} "
                 "needs a server started with that draft length"
             )
+        self.start_request()
         prompt = [int(t) for t in input_ids[0].tolist()]
         tokens: list[int] = []
         records: list[TokenLogprob] = []

@@ -43,9 +43,9 @@ class LlamaCppDecoder(EngineHTTPDecoder):
                  context: int = 512, **kwargs: Any) -> None:
         super().__init__(url, gamma=gamma, **kwargs)
         self.count_steps = count_steps
+        self.profile = LLAMA_CPP
         self.cache_prompt = cache_prompt
         self.context = context  # the server's context: how far back the penalties look
-        self._counters: dict[str, float] = {}
 
     def payload(self, prompt: list[int], max_new_tokens: int, sampling: SamplingConfig, seed: int,
                 logprobs: int | None = None) -> dict[str, Any]:
@@ -68,11 +68,6 @@ class LlamaCppDecoder(EngineHTTPDecoder):
     def is_final(self, event: dict[str, Any]) -> bool:
         return bool(event.get("stop"))
 
-    def generate(self, input_ids: Any, **kwargs: Any) -> Any:
-        if self.count_steps:  # other decoders on the same server may have moved the counters since the last call
-            self._counters = self.counters()
-        return super().generate(input_ids, **kwargs)
-
     def stopped_on_own_eos(self, events: list[dict[str, Any]]) -> bool:
         return bool(events) and events[-1].get("stop_type") == "eos"
 
@@ -85,20 +80,15 @@ class LlamaCppDecoder(EngineHTTPDecoder):
                 positions.append({int(c["id"]): float(c["logprob"]) for c in entry["top_logprobs"]})
         return positions
 
-    def counters(self) -> dict[str, float]:
-        """The server's cumulative speculative counters, from ``/metrics`` (``--metrics``)."""
-        return LLAMA_CPP.counters(self.get_text("/metrics"))
-
     def final_stats(self, events: list[dict[str, Any]], tokens: list[int]) -> DecodeStats:
         timings = events[-1].get("timings", {}) if events else {}
         drafted, accepted = int(timings.get("draft_n", 0)), int(timings.get("draft_n_accepted", 0))
         extra = {"engine_prompt_ms": float(timings.get("prompt_ms", 0.0)),
-                 "engine_predicted_ms": float(timings.get("predicted_ms", 0.0))}
+                 "engine_predicted_ms": float(timings.get("predicted_ms", 0.0)),
+                 "engine_cached_tokens": float(timings.get("cache_n", 0))}  # prompt tokens taken from the cache
         if not self.count_steps:
             return DecodeStats(new_tokens=len(tokens), drafted=drafted, accepted=accepted, extra=extra)
-        now = self.counters()
-        delta = {key: now[key] - self._counters.get(key, 0.0) for key in now}
-        self._counters = now
+        delta = self.counters_moved()
         return counted_stats(self.name, delta, gamma=self.gamma, tokens=len(tokens), drafted=drafted,
                              accepted=accepted, extra=extra)
 

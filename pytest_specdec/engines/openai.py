@@ -39,7 +39,6 @@ class OpenAICompletionsDecoder(EngineHTTPDecoder):
         self.count_steps = count_steps and bool(profile.steps_metric)
         self.cache_prompt = cache_prompt
         self.context = context
-        self._counters: dict[str, float] = {}
 
     def payload(self, prompt: list[int], max_new_tokens: int, sampling: SamplingConfig, seed: int,
                 logprobs: int | None = None) -> dict[str, Any]:
@@ -49,6 +48,7 @@ class OpenAICompletionsDecoder(EngineHTTPDecoder):
             "top_p": sampling.top_p, **self.profile.neutral, **self.profile.token_fields,
             **feature_fields(sampling, self.profile, context=self.context),
         }
+        body["stream_options"] = {"include_usage": True}  # the cached prompt tokens, in OpenAI's usage record
         if self.profile is LLAMA_CPP:  # a warm prompt cache is llama.cpp's default; the suite asks for it by name
             body["cache_prompt"] = self.cache_prompt
         if logprobs is not None:
@@ -70,26 +70,17 @@ class OpenAICompletionsDecoder(EngineHTTPDecoder):
     def stopped_on_own_eos(self, events: list[dict[str, Any]]) -> bool:
         return any(_choice(event).get("finish_reason") == "stop" for event in events)  # no stop strings are sent
 
-    def generate(self, input_ids: Any, **kwargs: Any) -> Any:
-        if self.count_steps:
-            self._counters = self.counters()
-        return super().generate(input_ids, **kwargs)
-
-    def counters(self) -> dict[str, float]:
-        return self.profile.counters(self.get_text("/metrics"))
-
     def final_stats(self, events: list[dict[str, Any]], tokens: list[int]) -> DecodeStats:
         timings = next((e["timings"] for e in reversed(events) if isinstance(e.get("timings"), dict)), {})
         drafted, accepted = int(timings.get("draft_n", 0)), int(timings.get("draft_n_accepted", 0))
+        extra = {"engine_cached_tokens": float(_cached_tokens(events))}
         if not self.count_steps:
-            return DecodeStats(new_tokens=len(tokens), drafted=drafted, accepted=accepted)
-        now = self.counters()
-        delta = {key: now[key] - self._counters.get(key, 0.0) for key in now}
-        self._counters = now
+            return DecodeStats(new_tokens=len(tokens), drafted=drafted, accepted=accepted, extra=extra)
+        delta = self.counters_moved()
         if not timings:
             drafted, accepted = int(delta.get("drafted", 0)), int(delta.get("accepted", 0))
         return counted_stats(self.name, delta, gamma=self.gamma, tokens=len(tokens), drafted=drafted,
-                             accepted=accepted, extra={})
+                             accepted=accepted, extra=extra)
 
     def top_logprobs(self, prompt: list[int], max_new_tokens: int, k: int = 5) -> list[dict[int, float]]:
         """Greedy continuation with the engine's top-``k`` log-probabilities at each new token."""
@@ -98,6 +89,17 @@ class OpenAICompletionsDecoder(EngineHTTPDecoder):
         for event in self._events(body):
             positions += [dict(record.top) for record in self.event_logprobs(event, k)]
         return positions
+
+
+def _cached_tokens(events: list[dict[str, Any]]) -> int:
+    """Prompt tokens the engine took from its cache: OpenAI's ``usage`` field, or llama.cpp's ``timings``."""
+    for event in reversed(events):
+        details = (event.get("usage") or {}).get("prompt_tokens_details") or {}
+        if "cached_tokens" in details:
+            return int(details["cached_tokens"])
+        if "cache_n" in (event.get("timings") or {}):
+            return int(event["timings"]["cache_n"])
+    return 0
 
 
 def _choice(event: dict[str, Any]) -> dict[str, Any]:
