@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import math
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ from .server import log_tail
 
 SEED_RANGE = 2**31 - 1
 STALL_TIMEOUT = 60.0  # seconds without a byte from a streaming server before it counts as hung
+MISSING_LOGPROB = TokenLogprob(logprob=math.nan)  # the engine returned no log-probability for this token
 
 
 class EngineRequestError(RuntimeError):
@@ -193,8 +195,8 @@ class EngineHTTPDecoder:
                 if len(got) >= budget or (eos_token_id is not None and got and got[-1] == eos_token_id):
                     continue  # past the caller's limit or EOS: read the stream to its end, emit nothing
                 got.append(token)
-                if i < len(new_records):
-                    records.append(new_records[i])
+                if logprobs is not None:  # a token the engine sent no record for keeps its place, as NaN
+                    records.append(new_records[i] if i < len(new_records) else MISSING_LOGPROB)
                 if on_token is not None:
                     on_token(token)
         if not any(self.is_final(event) for event in events):

