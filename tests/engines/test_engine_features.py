@@ -154,10 +154,23 @@ def test_returned_logprobs_are_the_targets(specdec_engine, specdec_pair, specdec
     assert logprob_errors(ZeroLogprobs(decoder), specdec_pair.target, specdec_prompts[:1], sampling), "mutant passed"
 
 
+FINDING_MIN_P = (
+    "T 1, min-p 0.02, repetition penalty 1.2 (repeat_last_n 512), logit bias {3: ban, 16: +1}, seeds from "
+    "torch.Generator().manual_seed(2026), standard prompt 0: 3 of 2400 tokens have probability below min-p x the "
+    "top probability of the processed law (p/p_max 0.0021 at sequence 28 position 10, token 251; 0.00058 at "
+    "sequence 117 position 10, token 944; 0.0186 at sequence 117 position 13, token 584); KS 0.011, p 0.93 for the "
+    "rest. The same 3 tokens with and without the draft (not a speculation bug); min-p alone, min-p with the "
+    "penalty, min-p with the bias: none in 2400 tokens each. Not yet root-caused in llama.cpp's sampler chain"
+)
+
+
 @pytest.mark.parametrize("draft", [False, True], ids=["no_draft", "draft"])
-def test_the_sampled_law_under_penalties_bias_and_min_p(specdec_engine, specdec_pair, specdec_prompts, draft):
+def test_the_sampled_law_under_penalties_bias_and_min_p(specdec_engine, specdec_pair, specdec_prompts, draft,
+                                                        request):
     """2400 tokens against the target's processed law at each prefix; false-positive rate <= 1e-4; power 0.99 at
     PIT KS distance >= 0.079 (the mutant below, the law without the penalty and bias, is rejected)."""
+    if specdec_engine.build_label == FINDINGS_BUILD:
+        request.applymarker(pytest.mark.xfail(strict=True, reason=f"{FINDINGS_BUILD}: {FINDING_MIN_P}"))
     decoder = specdec_engine.decoder(draft=draft, gamma=GAMMA, count_steps=False)
     prompt, generator = specdec_prompts[0], torch.Generator().manual_seed(SEED)
     sequences = [decoder.generate(prompt, max_new_tokens=LENGTH, sampling=SAMPLED, generator=generator).tokens
