@@ -278,3 +278,13 @@ def test_a_pit_test_with_no_token_to_test_rejects():
 
     assert PitResult(n=0, ks=float("nan"), p_value=float("nan"), impossible=0).rejects(1e-4)
     assert not PitResult(n=10, ks=0.1, p_value=0.5, impossible=0).rejects(1e-4)
+
+
+def test_a_token_the_engine_sent_no_logprob_for_keeps_its_place_as_missing(engine):
+    """llama-server sends no probabilities for the tokens of a speculative step: each such token gets a NaN
+    record in its place, so records stay aligned with tokens and the logprob checks see the gap."""
+    ScriptedEngine.script = [step([5, 6, 7])]
+    result = LlamaCppDecoder(engine, count_steps=False).generate(torch.tensor([[1]]), max_new_tokens=3,
+                                                                 sampling=SamplingConfig(), logprobs=1)
+    assert len(result.logprobs) == 3 and all(record.logprob != record.logprob for record in result.logprobs)
+    assert ScriptedEngine.requests[0]["n_probs"] == 1
