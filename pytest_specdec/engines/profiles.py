@@ -18,9 +18,11 @@ Where the names come from:
   ``..._num_draft_tokens``, ``..._num_accepted_tokens`` and ``..._num_accepted_tokens_per_pos``
   (``vllm/v1/spec_decode/metrics.py``, ``SpecDecodingProm``; prometheus_client adds ``_total``).
   vLLM's default chain has no extra samplers beyond those it is sent; ``top_k`` -1 is off.
-- **SGLang** (not run here): its Prometheus names are gauges, ``sglang:spec_accept_length`` and
-  ``sglang:spec_accept_rate`` (``python/sglang/srt/metrics/collector.py``), averages over recent
-  steps, not per-request counters, so per-request steps and per-position counts stay 0 (unknown).
+- **SGLang** (not run here): ``return_token_ids`` puts ``choices[0].token_ids`` in each chunk
+  (``python/sglang/srt/entrypoints/openai/protocol.py``); its Prometheus names are gauges,
+  ``sglang:spec_accept_length`` and ``sglang:spec_accept_rate`` (``python/sglang/srt/metrics/collector.py``),
+  averages over recent steps, not per-request counters, so per-request steps and per-position
+  counts stay 0 (unknown).
 """
 
 from __future__ import annotations
