@@ -272,11 +272,10 @@ class EngineHTTPDecoder:
         budget = body.get("max_tokens", body.get("n_predict"))
         asked = {k: body[k] for k in ("temperature", "top_k", "top_p") if k in body}
         log = log_tail(self.log_path) if self.log_path else "    (no log: a server the suite did not start)"
-        error = kind(
-            f"{self.name} at {self.url}: {what}.\n  request: POST {self.endpoint}, prompt of {len(prompt)} tokens "
-            f"(starts {prompt[:8]}), {budget} new tokens, seed {body.get('seed')}, {asked}\n"
-            f"  server log ({self.log_path}), last lines:\n{log}"
-        )
+        request = (f"POST {self.endpoint}, prompt of {len(prompt)} tokens (starts {prompt[:8]}), {budget} new tokens, "
+                   f"seed {body.get('seed')}, {asked}") if body else "a GET (see above), no completion in flight"
+        error = kind(f"{self.name} at {self.url}: {what}.\n  request: {request}\n"
+                     f"  server log ({self.log_path}), last lines:\n{log}")
         if self.on_fault is not None:
             self.on_fault(error)
         return error
