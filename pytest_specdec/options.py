@@ -195,11 +195,14 @@ def get_options(config: pytest.Config) -> SpecDecOptions:
 # --- Serving-engine options (the specdec_engine tests; pytest_specdec.engines.plugin) ------------------
 ENGINE_URL = "--specdec-engine-url"
 ENGINE_BIN = "--specdec-engine-bin"
+ENGINE_PROFILE = "--specdec-engine-profile"
 _ENGINE_OPTIONS: tuple[tuple[str, str, str], ...] = (
     (ENGINE_URL, "specdec_engine_url", "a speculative serving engine already running, as http://host:port "
      "(llama.cpp's server by default); the specdec_engine tests send it token ids"),
     (ENGINE_BIN, "specdec_engine_bin", "a llama-server binary the specdec_engine tests start on 127.0.0.1 "
      "(default: $SPECDEC_ENGINE_BIN, else a build in the cache; see docs/engines.md)"),
+    (ENGINE_PROFILE, "specdec_engine_profile", "the engine behind --specdec-engine-url, reached through its "
+     "OpenAI-compatible /v1/completions: llama.cpp (default), vllm or sglang (docs/engines.md)"),
 )
 
 

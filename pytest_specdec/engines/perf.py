@@ -46,6 +46,7 @@ class EngineRow:
     rejections: int
     tokens: int
     accepted_by_position: tuple[int, ...] = ()  # steps whose draft token at position i was accepted
+    adapter: str = "native"  # the API the client used (plugin.ADAPTERS)
 
     @property
     def counts(self) -> DecodeStats:
@@ -84,7 +85,8 @@ class EngineRow:
                 "speedup": self.speedup, "ttft_ratio": self.ttft_ratio}
 
     def table_line(self) -> str:
-        return (f"| {self.gamma} | {self.ttft_plain * 1e3:.2f} / {self.ttft_draft * 1e3:.2f} | "
+        gamma = self.gamma if self.adapter == "native" else f"{self.gamma} ({self.adapter})"
+        return (f"| {gamma} | {self.ttft_plain * 1e3:.2f} / {self.ttft_draft * 1e3:.2f} | "
                 f"{self.tpot_plain * 1e3:.2f} / {self.tpot_draft * 1e3:.2f} | "
                 f"{self.tps_plain:.0f} / {self.tps_draft:.0f} | {self.speedup:.2f} | "
                 f"{self.alpha:.3f} | {self.tau:.2f} | {' '.join(f'{r:.2f}' for r in self.rate_by_position)} |")
@@ -96,7 +98,7 @@ TABLE_HEADER = ("| gamma | TTFT ms (no draft / draft) | TPOT ms (no draft / draf
 
 
 def measure(draft_decoder: Any, plain_decoder: Any, counting_decoder: Any, prompts: list[Any], *, gamma: int,
-            max_new_tokens: int, repeats: int) -> EngineRow:
+            max_new_tokens: int, repeats: int, adapter: str = "native") -> EngineRow:
     """Timed interleaved runs (no counter reads inside the clock), then one counted greedy pass."""
     from reference_impl.sampling import SamplingConfig
 
@@ -124,7 +126,22 @@ def measure(draft_decoder: Any, plain_decoder: Any, counting_decoder: Any, promp
         steps=sum(s.steps for s in counts), rejections=sum(s.rejections for s in counts),
         tokens=sum(s.new_tokens for s in counts),
         accepted_by_position=tuple(int(sum(s.extra.get(f"accepted_at_{i}", 0) for s in counts)) for i in range(gamma)),
+        adapter=adapter,
     )
+
+
+def measure_gate_save(decoders: tuple[Any, Any, Any], prompts: list[Any], *, gamma: int, max_new_tokens: int,
+                      repeats: int, adapter: str, directory: Path, key: str, machine: str,
+                      save_baseline: bool) -> tuple[EngineRow, list[str]]:
+    """``measure`` (draft, no-draft, counting decoders), store the row when asked, gate it on the stored entry.
+
+    The row is stored only after every request of the run completed: a run an engine fault broke raises
+    from ``measure`` (``http.EngineRequestError``) and leaves the stored baseline as it was.
+    """
+    row = measure(*decoders, prompts, gamma=gamma, max_new_tokens=max_new_tokens, repeats=repeats, adapter=adapter)
+    if save_baseline:
+        save(directory, key, row, machine)
+    return row, gate(row, load(directory).get(key), machine)
 
 
 def entry_key(build: str, pair: str, gamma: int) -> str:
@@ -150,7 +167,8 @@ def load(directory: Path) -> dict[str, Any]:
 def save(directory: Path, key: str, row: EngineRow, machine: str) -> Path:
     path = directory / BASELINE_FILE
     data = load(directory)
-    data[key] = {"machine": machine, **{k: v for k, v in row.as_dict().items() if not k.startswith(("ttft", "tpot"))}}
+    data[key] = {"machine": machine, **{k: v for k, v in row.as_dict().items()
+                                        if not k.startswith(("ttft", "tpot")) and k != "adapter"}}
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial")
     partial.write_text(json.dumps(data, indent=1, sort_keys=True) + "\n")

@@ -84,9 +84,17 @@ def pair_folders(options: Any) -> tuple[Path, Path]:
     return TRAINED / "target", TRAINED / "draft"
 
 
+ADAPTERS = ("native", "openai")  # llama.cpp's own /completion, and the OpenAI-compatible /v1/completions
+
+
 @dataclass
 class EngineSession:
-    """Servers of one test session, started on demand and stopped by ``close``."""
+    """Servers of one test session, started on demand and stopped by ``close``.
+
+    ``with_adapter`` gives a view on the same servers that hands out decoders of another adapter.
+    A server whose request broke (``http.EngineRequestError`` subclasses: died, hung, malformed
+    stream) is marked broken by the decoder and replaced by a fresh one on its next use.
+    """
 
     binary: Path | None
     url: str | None
@@ -96,6 +104,14 @@ class EngineSession:
     servers: dict[tuple, Any] = field(default_factory=dict)
     models: dict[str, Path] = field(default_factory=dict)
     rows: list[Any] = field(default_factory=list)  # engine_perf.EngineRow of the timing tests, for the summary
+    adapter: str = "native"
+    profile: str = "llama.cpp"
+    broken: set[tuple] = field(default_factory=set)
+
+    def with_adapter(self, adapter: str) -> EngineSession:
+        import dataclasses
+
+        return dataclasses.replace(self, adapter=adapter)  # the same servers, models, rows and broken set
 
     @property
     def build_label(self) -> str:
@@ -117,36 +133,47 @@ class EngineSession:
             self.models[which] = export_gguf(folder, self.workdir / f"{which}.gguf")
         return self.models[which]
 
-    def server_url(self, *, draft: bool = True, gamma: int = 4, draft_sampling: str = "greedy",
-                   draft_model: str = "draft", model: str = "target") -> str:
-        if self.url:
-            if model != "target" or draft_model != "draft":
-                pytest.skip(f"{opts.ENGINE_URL} gives one server; this check starts servers of its own models")
-            if not draft:
-                pytest.skip(f"{opts.ENGINE_URL} gives one server; this comparison needs its no-draft twin "
-                            f"(run with {opts.ENGINE_BIN})")
-            return self.url
+    def server(self, *, draft: bool = True, gamma: int = 4, draft_sampling: str = "greedy",
+               draft_model: str = "draft", model: str = "target", slots: int = 1, cache_ram: int = 0) -> Any:
+        """The running ``EngineServer`` of this configuration: started on first use, replaced when broken."""
         from .server import EngineServer
 
-        key = (model, draft, gamma, draft_sampling, draft_model) if draft else (model, False)
+        key = server_key(draft=draft, gamma=gamma, draft_sampling=draft_sampling, draft_model=draft_model,
+                         model=model, slots=slots, cache_ram=cache_ram)
+        old = self.servers.get(key)
+        if old is not None and (key in self.broken or old.process is None or old.process.poll() is not None):
+            old.close()
+            del self.servers[key]
+        self.broken.discard(key)
         if key not in self.servers:
             name = "-".join(map(str, key))
             extra = ("--spec-draft-sampling", draft_sampling) if draft else ()
             server = EngineServer(binary=self.binary, model=self.gguf(model), log_path=self.workdir / f"{name}.log",
                                   draft=self.gguf(draft_model) if draft else None, gamma=gamma, threads=self.threads,
-                                  extra_args=extra)
+                                  slots=slots, cache_ram=cache_ram, extra_args=extra)
             self.servers[key] = server
             server.start()
-        return self.servers[key].url
+        return self.servers[key]
 
     def decoder(self, *, draft: bool = True, gamma: int = 4, draft_sampling: str = "greedy",
-                draft_model: str = "draft", model: str = "target", count_steps: bool = True) -> Any:
-        """A ``LlamaCppDecoder`` on the server of this configuration (started on first use)."""
-        from .llama_cpp import LlamaCppDecoder
-
-        url = self.server_url(draft=draft, gamma=gamma, draft_sampling=draft_sampling, draft_model=draft_model,
-                              model=model)
-        return LlamaCppDecoder(url, gamma=gamma if draft else None, count_steps=count_steps)
+                draft_model: str = "draft", model: str = "target", count_steps: bool = True,
+                cache_prompt: bool = False, slots: int = 1, cache_ram: int = 0) -> Any:
+        """A protocol decoder of this session's adapter on the server of this configuration."""
+        options: dict[str, Any] = {"gamma": gamma if draft else None, "count_steps": count_steps,
+                                   "cache_prompt": cache_prompt}
+        if self.url:
+            if model != "target" or draft_model != "draft" or slots != 1:
+                pytest.skip(f"{opts.ENGINE_URL} gives one server; this check starts servers of its own models")
+            if not draft:
+                pytest.skip(f"{opts.ENGINE_URL} gives one server; this comparison needs its no-draft twin "
+                            f"(run with {opts.ENGINE_BIN})")
+            return make_decoder(self.adapter, self.url, profile=self.profile, **options)
+        key = server_key(draft=draft, gamma=gamma, draft_sampling=draft_sampling, draft_model=draft_model,
+                         model=model, slots=slots, cache_ram=cache_ram)
+        server = self.server(draft=draft, gamma=gamma, draft_sampling=draft_sampling, draft_model=draft_model,
+                             model=model, slots=slots, cache_ram=cache_ram)
+        return make_decoder(self.adapter, server.url, log_path=server.log_path,
+                            on_fault=lambda _error: self.broken.add(key), **options)
 
     def close(self) -> None:
         for server in self.servers.values():
@@ -154,14 +181,48 @@ class EngineSession:
         self.servers.clear()
 
 
+def server_key(*, draft: bool, gamma: int, draft_sampling: str, draft_model: str, model: str, slots: int,
+               cache_ram: int) -> tuple:
+    server = (model, draft, gamma, draft_sampling, draft_model) if draft else (model, False)
+    return (*server, slots, cache_ram) if (slots, cache_ram) != (1, 0) else server
+
+
+def make_decoder(adapter: str, url: str, *, profile: str = "llama.cpp", **options: Any) -> Any:
+    """The ``adapter``'s decoder (``native``: llama.cpp's ``/completion``; ``openai``: ``/v1/completions``)."""
+    if adapter == "native":
+        from .llama_cpp import LlamaCppDecoder
+
+        return LlamaCppDecoder(url, **options)
+    from .openai import OpenAICompletionsDecoder
+    from .profiles import PROFILES
+
+    return OpenAICompletionsDecoder(url, profile=PROFILES[profile], **options)
+
+
 @pytest.fixture(scope="session")
-def specdec_engine(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """An ``EngineSession``: ``specdec_engine.decoder(draft=..., gamma=...)`` gives a protocol decoder."""
+def specdec_engine_servers(pytestconfig: pytest.Config, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The session's ``EngineSession`` (servers shared by both adapters)."""
     binary, url = _available(pytestconfig)
     if binary is None and url is None:
         pytest.skip(f"no serving engine: pass {opts.ENGINE_BIN} or {opts.ENGINE_URL}")
     folders = pair_folders(opts.get_options(pytestconfig)) if url is None else (TRAINED / "target", TRAINED / "draft")
-    session = EngineSession(binary=binary, url=url, workdir=tmp_path_factory.mktemp("engine"), folders=folders)
+    profile = opts.engine_option(pytestconfig, opts.ENGINE_PROFILE) or "llama.cpp"
+    from .profiles import PROFILES
+
+    if profile not in PROFILES:
+        raise pytest.UsageError(f"{opts.ENGINE_PROFILE} {profile!r}: known engines are {sorted(PROFILES)}")
+    session = EngineSession(binary=binary, url=url, workdir=tmp_path_factory.mktemp("engine"), folders=folders,
+                            profile=profile)
     pytestconfig.stash[ROWS_KEY] = session.rows
     yield session
     session.close()
+
+
+@pytest.fixture(scope="session", params=ADAPTERS)
+def specdec_engine(request: pytest.FixtureRequest, specdec_engine_servers: Any) -> Any:
+    """An ``EngineSession`` of one adapter: ``specdec_engine.decoder(draft=..., gamma=...)`` gives a protocol
+    decoder. Every engine test runs through llama.cpp's native endpoint and through ``/v1/completions``."""
+    if request.param == "native" and specdec_engine_servers.profile != "llama.cpp":
+        pytest.skip(f"the native adapter speaks llama.cpp; {specdec_engine_servers.profile} is reached through "
+                    "/v1/completions only")
+    return specdec_engine_servers.with_adapter(request.param)

@@ -131,6 +131,8 @@ class EngineServer:
     gamma: int = 4
     threads: int = 1
     ctx_size: int = 512
+    slots: int = 1  # -np: requests served at once (each slot gets ctx_size tokens)
+    cache_ram: int = 0  # --cache-ram MiB: 0 keeps no prompt cache beyond a slot's own KV cache
     extra_args: tuple[str, ...] = ()
     port: int = 0
     process: subprocess.Popen | None = field(default=None, repr=False)
@@ -141,8 +143,8 @@ class EngineServer:
 
     def command(self) -> list[str]:
         args = [str(self.binary), "-m", str(self.model), "--host", "127.0.0.1", "--port", str(self.port),
-                "-np", "1", "-c", str(self.ctx_size), "-t", str(self.threads), "-tb", str(self.threads),
-                "--no-warmup", "--metrics", "--cache-ram", "0", "--no-webui"]
+                "-np", str(self.slots), "-c", str(self.ctx_size * self.slots), "-t", str(self.threads),
+                "-tb", str(self.threads), "--no-warmup", "--metrics", "--cache-ram", str(self.cache_ram), "--no-webui"]
         if self.draft is not None:
             args += ["-md", str(self.draft), "--spec-type", "draft-simple", "--spec-draft-n-max", str(self.gamma),
                      "--spec-draft-n-min", "0", "--spec-draft-p-min", "0", "-td", str(self.threads)]

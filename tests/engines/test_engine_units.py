@@ -100,7 +100,7 @@ def test_adapter_streams_token_ids_and_reads_the_engines_counters(engine):
     sent = ScriptedEngine.requests[0]
     assert sent["prompt"] == [1, 2, 3] and sent["n_predict"] == 5 and sent["stream"] is True
     assert (sent["temperature"], sent["top_k"], sent["top_p"]) == (0.7, 5, 0.9)
-    assert sent["samplers"] == ["temperature", "top_k", "top_p"]
+    assert sent["samplers"] == ["penalties", "temperature", "top_k", "top_p", "min_p"]
     assert sent["min_p"] == 0 and sent["repeat_penalty"] == 1 and sent["cache_prompt"] is False
 
 
@@ -251,9 +251,9 @@ def test_default_run_skips_engine_tests_with_one_line(pytester, tmp_path, monkey
             pass
     """)
     result = pytester.runpytest("-p", "no:cacheprovider")
-    result.assert_outcomes(skipped=2)
+    result.assert_outcomes(skipped=3)  # test_a once per adapter (native, openai)
     lines = [line for line in result.outlines if "engine test(s) skipped" in line]
-    assert len(lines) == 1 and lines[0].startswith("specdec: 2 engine test(s) skipped")
+    assert len(lines) == 1 and lines[0].startswith("specdec: 3 engine test(s) skipped")
     assert not (tmp_path / "empty-cache").exists()  # nothing was built
 
 
@@ -278,3 +278,13 @@ def test_a_pit_test_with_no_token_to_test_rejects():
 
     assert PitResult(n=0, ks=float("nan"), p_value=float("nan"), impossible=0).rejects(1e-4)
     assert not PitResult(n=10, ks=0.1, p_value=0.5, impossible=0).rejects(1e-4)
+
+
+def test_a_token_the_engine_sent_no_logprob_for_keeps_its_place_as_missing(engine):
+    """llama-server sends no probabilities for the tokens of a speculative step: each such token gets a NaN
+    record in its place, so records stay aligned with tokens and the logprob checks see the gap."""
+    ScriptedEngine.script = [step([5, 6, 7])]
+    result = LlamaCppDecoder(engine, count_steps=False).generate(torch.tensor([[1]]), max_new_tokens=3,
+                                                                 sampling=SamplingConfig(), logprobs=1)
+    assert len(result.logprobs) == 3 and all(record.logprob != record.logprob for record in result.logprobs)
+    assert ScriptedEngine.requests[0]["n_probs"] == 1
