@@ -9,8 +9,9 @@ that caught it was checking greedy equality.
   (the tests under ``tests/greedy`` and ``tests/law``);
 - **counters**: the reported counts agree with the tokens and with the passes the models ran
   (checked on every call through the protocol: a ``CountError`` fails the test whatever it checked);
-- **performance**: TTFT, throughput and pass-count properties (``specdec_perf`` tests, ``tests/perf``,
-  and tests marked ``specdec_verdict("performance")``);
+- **performance**: acceptance, TTFT, throughput and pass-count properties (``specdec_perf`` tests,
+  ``tests/perf``, and tests marked ``specdec_verdict("performance")``: an identical draft always accepted, the
+  accepted counts against the pair's beta; a lossless decoder can still waste its drafts);
 - **protocol**: the form of a result and the request's features (``ContractError``: overshoot, a
   token after a stop, a missing logprob).
 
@@ -33,7 +34,7 @@ from .protocol.capabilities import missing_from_reason
 KINDS = {
     "lossless": "lossless-ness (greedy equals the target's, sampled follows its law)",
     "counters": "counters (reported counts agree with the tokens and the passes run)",
-    "performance": "performance properties (TTFT, throughput, passes before the first token)",
+    "performance": "performance properties (acceptance, TTFT, throughput, passes before the first token)",
     "protocol": "protocol (result form, stops, EOS, min_new_tokens, logprobs records)",
 }
 MARKER = "specdec_verdict"

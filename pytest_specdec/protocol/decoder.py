@@ -212,9 +212,12 @@ class CheckedBatchedDecoder:
 
     def generate_batch(self, prompts: list[torch.Tensor], *, max_new_tokens: int | list[int],
                        eos_token_id: int | list[int | None] | None = None, **kwargs: Any) -> list[DecodeResult]:
-        eos_asked = next((e for e in (eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
-                          if e is not None), None)
-        skip_unless_declared(self.label, self.capabilities, {**kwargs, "eos_token_id": eos_asked})
+        rows, sampling = len(prompts), kwargs.get("sampling")
+        eos = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id] * rows
+        for row in range(rows):  # what each row asks for: a per-row field may ask for more than the first row
+            skip_unless_declared(self.label, self.capabilities, {
+                **kwargs, **row_request(kwargs, row, rows), "eos_token_id": eos[row],
+                "sampling": sampling[row] if isinstance(sampling, list | tuple) else sampling})
         results = self.inner.generate_batch(prompts, max_new_tokens=max_new_tokens, eos_token_id=eos_token_id,
                                             **kwargs)
         if not isinstance(results, list) or len(results) != len(prompts):
@@ -222,7 +225,6 @@ class CheckedBatchedDecoder:
             raise ContractError(f"{self.label}: generate_batch() must return a list of one DecodeResult per "
                                 f"prompt ({len(prompts)}), got {got}")
         limits = max_new_tokens if isinstance(max_new_tokens, list) else [max_new_tokens] * len(prompts)
-        eos = eos_token_id if isinstance(eos_token_id, list) else [eos_token_id] * len(prompts)
         for row, (result, limit, eos_id) in enumerate(zip(results, limits, eos, strict=True)):
             self._check_row(row, result, limit, eos_id)
         for row, result in enumerate(results):

@@ -102,6 +102,7 @@ def test_scripted_paths_through_the_decoder_under_test(specdec_factory):
         assert result.tokens == expected, f"draft wrong every {period} positions"
 
 
+@pytest.mark.specdec_verdict("performance")  # acceptance: a lossless decoder can waste drafts
 @pytest.mark.parametrize("gamma", [1, 3, 4, 7])
 def test_identical_draft_accepts_everything(specdec_factory, gamma):
     """Draft == target: alpha estimate 1, mean accepted length gamma + 1, one target pass per gamma + 1 tokens."""
@@ -116,6 +117,7 @@ def test_identical_draft_accepts_everything(specdec_factory, gamma):
     assert stats.target_forwards == 1 + steps
 
 
+@pytest.mark.specdec_verdict("performance")  # acceptance: a lossless decoder can waste drafts
 @pytest.mark.parametrize("sampling", [SamplingConfig(temperature=1.0), SamplingConfig(temperature=0.7, top_k=8)])
 def test_identical_draft_accepts_everything_when_sampling(specdec_factory, sampling):
     target, draft = cached_pair("llama", "identical")
@@ -142,6 +144,7 @@ def test_eos_inside_accepted_prefix_ends_generation(specdec_factory):
     assert result.stats.rejections == 0
 
 
+@pytest.mark.specdec_verdict("protocol")  # the length rule and its counts, not the output's law
 @pytest.mark.parametrize("max_new_tokens", range(0, 12))
 def test_max_new_tokens_is_never_overshot(specdec_factory, max_new_tokens):
     target, draft = cached_pair("llama", "identical")

@@ -115,6 +115,7 @@ def test_decoder_samples_the_target_distribution_long(decoder_under_test, config
 
 
 @pytest.mark.parametrize("config", CONFIGS)
+@pytest.mark.specdec_verdict("performance")  # acceptance: a lossless decoder can waste drafts
 def test_identical_pair_accepts_everything(specdec_factory, config):
     """Exact (no statistics): at beta = 1 the accepted-length law is a point mass at gamma."""
     target, _ = pair()

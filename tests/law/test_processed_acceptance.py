@@ -57,6 +57,7 @@ def needs(setting: str):
     return pytest.param(setting, marks=marks, id=setting)
 
 
+@pytest.mark.specdec_verdict("performance")  # acceptance: a lossless decoder can waste drafts
 @pytest.mark.parametrize("setting", [needs(name) for name in SETTINGS])
 def test_acceptance_matches_the_states_visited(specdec_options, setting):
     """Rate <= ALPHA; power >= 0.99 against every state's acceptance probability off by >= STATED_SHIFT."""

@@ -128,3 +128,25 @@ def test_skip_reasons_read_back():
     assert missing_from_reason("Skipped: " + skip_reason("pkg.mod:make", ["top_p", "gamma"])) == (
         "pkg.mod:make", ["gamma", "top_p"])
     assert missing_from_reason("needs --specdec-gpu on a CUDA machine") == ("", [])
+
+
+def test_a_batched_call_skips_when_any_row_asks_for_an_undeclared_capability():
+    """Per-row fields: the second row's sampling alone asks for a penalty the decoder does not declare."""
+    import torch
+
+    from pytest_specdec.protocol.decoder import CheckedBatchedDecoder
+    from reference_impl.batched import BatchedSpeculativeDecoder
+    from reference_impl.processing import CLASSIC
+    from tests.support.pairs import cached_pair
+
+    class Classic(BatchedSpeculativeDecoder):
+        capabilities = CLASSIC
+
+    decoder = CheckedBatchedDecoder(Classic(*cached_pair("llama", "partial")), "classic")
+    prompts = [torch.tensor([[1, 2, 3]]), torch.tensor([[4, 5]])]
+    assert len(decoder.generate_batch(prompts, max_new_tokens=3, sampling=SamplingConfig())) == 2
+    with pytest.raises(pytest.skip.Exception, match="classic does not declare: repetition_penalty"):
+        decoder.generate_batch(prompts, max_new_tokens=3,
+                               sampling=[SamplingConfig(), SamplingConfig(repetition_penalty=1.3)])
+    with pytest.raises(pytest.skip.Exception, match="classic does not declare: stop"):
+        decoder.generate_batch(prompts, max_new_tokens=3, sampling=SamplingConfig(), stop=[[], [[7]]])
