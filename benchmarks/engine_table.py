@@ -22,21 +22,32 @@ from pytest_specdec.perf.environment import describe_environment
 from pytest_specdec.prompts import prompt_ids
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def engine_arguments(doc: str) -> argparse.ArgumentParser:
+    """The options every engine benchmark takes: the binary, tokens per request, repeats, the JSON out."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--bin", help="llama-server binary (default: $SPECDEC_ENGINE_BIN or the cached build)")
-    parser.add_argument("--gammas", default="2,4")
-    parser.add_argument("--prompts", type=int, default=4)
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", type=Path)
-    args = parser.parse_args(argv)
+    return parser
+
+
+def binary_and_prompts(given: str | None, count: int | None = None) -> tuple[Path, list]:
+    """The llama-server binary (or exit saying how to get one) and the trained pair's standard prompts."""
     from transformers import AutoTokenizer
 
-    binary = find_binary(args.bin)
+    binary = find_binary(given)
     if binary is None:
         raise SystemExit("no llama-server: pass --bin, or build one: python -m pytest_specdec.engines.server build")
-    prompts = prompt_ids(AutoTokenizer.from_pretrained(TRAINED / "target"), 4096, "cpu", args.prompts)
+    return binary, prompt_ids(AutoTokenizer.from_pretrained(TRAINED / "target"), 4096, "cpu", count)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = engine_arguments(__doc__)
+    parser.add_argument("--gammas", default="2,4")
+    parser.add_argument("--prompts", type=int, default=4)
+    args = parser.parse_args(argv)
+    binary, prompts = binary_and_prompts(args.bin, args.prompts)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         session = EngineSession(binary=binary, url=None, workdir=Path(workdir), folders=(TRAINED / "target",

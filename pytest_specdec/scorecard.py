@@ -58,7 +58,7 @@ def kind_of(item: pytest.Item) -> str | None:
     return BY_FOLDER.get(parts[1]) if len(parts) > 2 and parts[0] == "tests" else None
 
 
-def kind_of_failure(item_kind: str, excinfo: pytest.ExceptionInfo[BaseException] | None) -> str:
+def kind_of_failure(item_kind: str | None, excinfo: pytest.ExceptionInfo[BaseException] | None) -> str | None:
     """A failure's verdict: the protocol's own errors name theirs, whatever the test checked."""
     from .protocol.decoder import ContractError, CountError
 
@@ -82,11 +82,9 @@ class Scorecard:
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
         outcome = yield
         report = outcome.get_result()
-        kind = kind_of(item)
-        if kind is not None or (call.excinfo is not None and kind_of_failure("", call.excinfo)):
-            report.user_properties = [*report.user_properties,
-                                      (PROPERTY, kind_of_failure(kind or "", call.excinfo) if report.failed
-                                       else kind)]
+        kind = kind_of_failure(kind_of(item), call.excinfo) if report.failed else kind_of(item)
+        if kind is not None:
+            report.user_properties = [*report.user_properties, (PROPERTY, kind)]
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         kind = dict(report.user_properties).get(PROPERTY)

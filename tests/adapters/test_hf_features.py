@@ -32,10 +32,9 @@ from pytest_specdec.protocol.capabilities import declared
 from pytest_specdec.protocol.decoder import CheckedDecoder, ContractError
 from reference_impl import SamplingConfig
 from reference_impl.errors import InvalidSamplingError, UnsupportedFeatureError
-from reference_impl.models.tiny import ARCHITECTURES
 from tests.adapters.test_adapters import found_in_transformers
 from tests.support.pairs import cached_pair
-from tests.support.request_checks import logprob_mismatches, reference_tokens, request_mismatches
+from tests.support.request_checks import draw_request, logprob_mismatches, reference_tokens, request_mismatches
 
 pytestmark = pytest.mark.usefixtures("single_torch_thread")
 FLOAT32_LAW = 1e-6  # transformers' scores are float32: 1e-7 relative, on log-probabilities of a few units
@@ -47,29 +46,12 @@ def checked(target, draft):
     return CheckedDecoder(hf_assisted.factory(target, draft), "hf_assisted:factory", target, draft)
 
 
-@st.composite
-def hf_sampling(draw):
-    bias = draw(st.dictionaries(st.integers(0, VOCAB - 1), st.sampled_from([-math.inf, -3.0, 2.0, 8.0]),
-                                max_size=3))
-    return SamplingConfig(repetition_penalty=draw(st.sampled_from([1.0, 0.8, 1.3, 2.0])), logit_bias=bias)
-
-
 @settings(max_examples=max(8, settings().max_examples // 4))
 @given(data=st.data())
 def test_greedy_output_equals_the_reference_under_transformers_features(data):
     """Four architectures, identical and partial drafts, gamma 1-7, repetition penalty (also below 1), biases and
     bans, EOS, min_new_tokens 0-24, logprobs 0 or 3; tokens strictly, logprobs within FLOAT32_LAW."""
-    target, draft = cached_pair(data.draw(st.sampled_from(ARCHITECTURES), "arch"),
-                                data.draw(st.sampled_from(["partial", "identical"]), "relation"))
-    prompt = torch.tensor([data.draw(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=10), "prompt")])
-    request = {
-        "max_new_tokens": data.draw(st.integers(1, 40), "max_new_tokens"),
-        "sampling": data.draw(hf_sampling(), "sampling"),
-        "gamma": data.draw(st.integers(1, 7), "gamma"),
-        "eos_token_id": data.draw(st.one_of(st.none(), st.integers(0, VOCAB - 1)), "eos"),
-        "min_new_tokens": data.draw(st.integers(0, 24), "min_new_tokens"),
-        "logprobs": data.draw(st.sampled_from([None, 0, 3]), "logprobs"),
-    }
+    (target, draft, prompt), request = draw_request(data, VOCAB, ("repetition_penalty",))  # no presence/frequency
     assert request_mismatches(checked(target, draft), target, prompt, request, tolerance=FLOAT32_LAW) == []
 
 

@@ -19,42 +19,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from reference_impl import SamplingConfig
-from reference_impl.models.tiny import ARCHITECTURES
 from tests.support.pairs import cached_pair
-from tests.support.request_checks import logprob_mismatches, reference_tokens, request_mismatches
+from tests.support.request_checks import draw_request, logprob_mismatches, reference_tokens, request_mismatches
 
 VOCAB = 96
 PENALTIES = ("repetition_penalty", "presence_penalty", "frequency_penalty")
-
-
-@st.composite
-def sampling_features(draw):
-    bias = draw(st.dictionaries(st.integers(0, VOCAB - 1), st.sampled_from([-math.inf, -3.0, 2.0, 8.0]),
-                                max_size=3))
-    return SamplingConfig(
-        repetition_penalty=draw(st.sampled_from([1.0, 0.8, 1.3, 2.0])),
-        presence_penalty=draw(st.sampled_from([0.0, 0.6, -0.4, 1.5])),
-        frequency_penalty=draw(st.sampled_from([0.0, 0.3, 1.0])),
-        logit_bias=bias,
-    )
 
 
 @pytest.mark.specdec_requires(*PENALTIES, "logit_bias", "min_new_tokens", "stop", "logprobs")
 @settings(max_examples=max(10, settings().max_examples // 4))  # each example decodes twice: a quarter of the profile
 @given(data=st.data())
 def test_speculative_output_equals_the_reference_under_every_feature(specdec_factory, data):
-    arch = data.draw(st.sampled_from(ARCHITECTURES), "arch")
-    relation = data.draw(st.sampled_from(["partial", "identical"]), "relation")
-    target, draft = cached_pair(arch, relation)
-    prompt = torch.tensor([data.draw(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=10), "prompt")])
-    request = {
-        "max_new_tokens": data.draw(st.integers(1, 40), "max_new_tokens"),
-        "sampling": data.draw(sampling_features(), "sampling"),
-        "gamma": data.draw(st.integers(1, 7), "gamma"),
-        "eos_token_id": data.draw(st.one_of(st.none(), st.integers(0, VOCAB - 1)), "eos"),
-        "min_new_tokens": data.draw(st.integers(0, 24), "min_new_tokens"),
-        "logprobs": data.draw(st.sampled_from([None, 0, 3]), "logprobs"),
-    }
+    (target, draft, prompt), request = draw_request(data, VOCAB, PENALTIES)
     plain = reference_tokens(target, prompt, request)
     cuts = st.tuples(st.integers(0, max(len(plain) - 1, 0)), st.integers(1, 3))
     stops = [plain[i:i + n] for i, n in data.draw(st.lists(cuts, max_size=2), "stop cuts") if plain[i:i + n]]

@@ -8,6 +8,7 @@ A request is a dict of ``generate`` keywords (``sampling``, ``min_new_tokens``, 
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -45,40 +46,46 @@ def exact_logprobs(target: Any, prompt: torch.Tensor, tokens: list[int], request
     return law[torch.arange(len(tokens)), torch.tensor(tokens)].tolist()
 
 
+def token_mismatch(got: list[int], expected: list[int]) -> str | None:
+    """Where ``got`` first differs from ``expected`` (None: equal)."""
+    if got == expected:
+        return None
+    first = next((i for i, (a, b) in enumerate(zip(got, expected, strict=False)) if a != b),
+                 min(len(got), len(expected)))
+    return (f"tokens differ from index {first}: got {got[first:first + 6]} (of {len(got)}), the reference "
+            f"{expected[first:first + 6]} (of {len(expected)})")
+
+
+def logprob_mismatch(got: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any],
+                     tolerance: float = LOGPROB_TOLERANCE) -> str | None:
+    """The first logprob of a result that is off the target's exact processed law at its prefix (None: all within)."""
+    if not got.tokens:
+        return None
+    exact = exact_logprobs(target, prompt, got.tokens, request)
+    for i, (record, value) in enumerate(zip(got.logprobs, exact, strict=True)):
+        if abs(record.logprob - value) > tolerance:
+            return (f"logprob of token {i} ({got.tokens[i]}) is {record.logprob:.9g}, the target's processed law "
+                    f"says {value:.9g}")
+    return None
+
+
 def request_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any],
                        tolerance: float = LOGPROB_TOLERANCE) -> list[str]:
     """What ``decoder`` gets wrong on a greedy ``request``: tokens against the reference, logprobs against the law
     (``tolerance``: a decoder that computes the law in float32 from float64 logits is within about 1e-7)."""
     got = decoder.generate(prompt, **request)
-    expected = reference_tokens(target, prompt, request)
-    problems = []
-    if got.tokens != expected:
-        first = next((i for i, (a, b) in enumerate(zip(got.tokens, expected, strict=False)) if a != b),
-                     min(len(got.tokens), len(expected)))
-        problems.append(f"tokens differ from index {first}: got {got.tokens[first:first + 6]} (of {len(got.tokens)}),"
-                        f" the reference {expected[first:first + 6]} (of {len(expected)})")
-    elif request.get("logprobs") is not None and got.tokens:
-        exact = exact_logprobs(target, prompt, got.tokens, request)
-        for i, (record, value) in enumerate(zip(got.logprobs, exact, strict=True)):
-            if abs(record.logprob - value) > tolerance:
-                problems.append(f"logprob of token {i} is {record.logprob:.9g}, the target's processed law says "
-                                f"{value:.9g}")
-                break
-    return problems
+    problem = token_mismatch(got.tokens, reference_tokens(target, prompt, request))
+    if problem is None and request.get("logprobs") is not None:
+        problem = logprob_mismatch(got, target, prompt, request, tolerance)
+    return [problem] if problem else []
 
 
 def logprob_mismatches(decoder: Any, target: Any, prompt: torch.Tensor, request: dict[str, Any],
                        generator: torch.Generator | None = None, tolerance: float = LOGPROB_TOLERANCE) -> list[str]:
     """The decoder's logprobs of its own (possibly sampled) tokens against the target's exact processed law."""
-    got = decoder.generate(prompt, generator=generator, **request)
-    if not got.tokens:
-        return []
-    exact = exact_logprobs(target, prompt, got.tokens, request)
-    for i, (record, value) in enumerate(zip(got.logprobs, exact, strict=True)):
-        if abs(record.logprob - value) > tolerance:
-            return [f"logprob of token {i} ({got.tokens[i]}) is {record.logprob:.9g}, the target's processed law "
-                    f"says {value:.9g}"]
-    return []
+    problem = logprob_mismatch(decoder.generate(prompt, generator=generator, **request), target, prompt, request,
+                               tolerance)
+    return [problem] if problem else []
 
 
 ROW_FIELDS = ("max_new_tokens", "sampling", "eos_token_id", "min_new_tokens", "stop", "logprobs")
@@ -93,17 +100,39 @@ def batched_request_mismatches(decoder: Any, target: Any, prompts: list[torch.Te
     results = decoder.generate_batch(prompts, gamma=gamma, **asked)
     problems = []
     for i, (prompt, request, got) in enumerate(zip(prompts, requests, results, strict=True)):
-        expected = reference_tokens(target, prompt, request)
-        if got.tokens != expected:
-            first = next((j for j, (a, b) in enumerate(zip(got.tokens, expected, strict=False)) if a != b),
-                         min(len(got.tokens), len(expected)))
-            problems.append(f"row {i}: tokens differ from index {first}: got {got.tokens[first:first + 6]} "
-                            f"(of {len(got.tokens)}), the reference {expected[first:first + 6]} (of {len(expected)})")
-        elif request.get("logprobs") is not None and got.tokens:
-            exact = exact_logprobs(target, prompt, got.tokens, request)
-            bad = [j for j, (r, v) in enumerate(zip(got.logprobs, exact, strict=True))
-                   if abs(r.logprob - v) > LOGPROB_TOLERANCE]
-            if bad:
-                problems.append(f"row {i}: logprob of token {bad[0]} is {got.logprobs[bad[0]].logprob:.9g}, the "
-                                f"target's processed law says {exact[bad[0]]:.9g}")
+        problem = token_mismatch(got.tokens, reference_tokens(target, prompt, request))
+        if problem is None and request.get("logprobs") is not None:
+            problem = logprob_mismatch(got, target, prompt, request)
+        if problem:
+            problems.append(f"row {i}: {problem}")
     return problems
+
+
+def draw_request(data: Any, vocab: int, penalties: tuple[str, ...] = ("repetition_penalty", "presence_penalty",
+                                                                      "frequency_penalty")) -> tuple[Any, dict]:
+    """Hypothesis: (target, draft, prompt, request) pieces shared by the feature property tests: a tiny pair of any
+    architecture, identical or partial; a prompt; biases and bans; the ``penalties`` named (each may be off); gamma
+    1-7, EOS, ``min_new_tokens`` 0-24, logprobs off, 0 or 3. -> ((target, draft, prompt), request) without stops."""
+    from hypothesis import strategies as st
+
+    from reference_impl.models.tiny import ARCHITECTURES
+    from tests.support.pairs import cached_pair
+
+    target, draft = cached_pair(data.draw(st.sampled_from(ARCHITECTURES), "arch"),
+                                data.draw(st.sampled_from(["partial", "identical"]), "relation"))
+    prompt = torch.tensor([data.draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=10), "prompt")])
+    values = {"repetition_penalty": [1.0, 0.8, 1.3, 2.0], "presence_penalty": [0.0, 0.6, -0.4, 1.5],
+              "frequency_penalty": [0.0, 0.3, 1.0]}
+    bias = data.draw(st.dictionaries(st.integers(0, vocab - 1), st.sampled_from([-math.inf, -3.0, 2.0, 8.0]),
+                                     max_size=3), "logit_bias")
+    sampling = SamplingConfig(logit_bias=bias, **{name: data.draw(st.sampled_from(values[name]), name)
+                                                  for name in penalties})
+    request = {
+        "max_new_tokens": data.draw(st.integers(1, 40), "max_new_tokens"),
+        "sampling": sampling,
+        "gamma": data.draw(st.integers(1, 7), "gamma"),
+        "eos_token_id": data.draw(st.one_of(st.none(), st.integers(0, vocab - 1)), "eos"),
+        "min_new_tokens": data.draw(st.integers(0, 24), "min_new_tokens"),
+        "logprobs": data.draw(st.sampled_from([None, 0, 3]), "logprobs"),
+    }
+    return (target, draft, prompt), request
