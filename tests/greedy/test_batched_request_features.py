@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from reference_impl import SamplingConfig
 from reference_impl.models.tiny import ARCHITECTURES
-from tests.greedy.test_request_features import PENALTIES, VOCAB, sampling_features, step_position
+from tests.greedy.test_request_features import PENALTIES, VOCAB, step_position
 from tests.support.batched_checks import examples
 from tests.support.pairs import cached_pair
-from tests.support.request_checks import batched_request_mismatches, reference_tokens
+from tests.support.request_checks import batched_request_mismatches, reference_tokens, sampling_features
 
 pytestmark = [pytest.mark.specdec_batched, pytest.mark.usefixtures("single_torch_thread")]
 FEATURES = (*PENALTIES, "logit_bias", "min_new_tokens", "stop", "logprobs")
@@ -32,7 +32,7 @@ FEATURES = (*PENALTIES, "logit_bias", "min_new_tokens", "stop", "logprobs")
 def row_request(draw, target, prompt: torch.Tensor, shared: SamplingConfig | None) -> dict:
     request = {
         "max_new_tokens": draw(st.integers(0, 30), "max_new_tokens"),
-        "sampling": shared or draw(sampling_features(), "row sampling"),
+        "sampling": shared or draw(sampling_features(VOCAB), "row sampling"),
         "eos_token_id": draw(st.one_of(st.none(), st.integers(0, VOCAB - 1)), "eos"),
         "min_new_tokens": draw(st.integers(0, 16), "min_new_tokens"),
         "logprobs": draw(st.sampled_from([None, 0, 2]), "logprobs"),
@@ -54,7 +54,7 @@ def test_each_batched_row_equals_the_reference_with_its_own_request(specdec_batc
     rows = data.draw(st.integers(1, 6), "rows")
     prompts = [torch.tensor([data.draw(st.lists(st.integers(0, VOCAB - 1), min_size=1, max_size=16), "prompt")])
                for _ in range(rows)]
-    shared = data.draw(st.one_of(st.none(), sampling_features()), "shared sampling")
+    shared = data.draw(st.one_of(st.none(), sampling_features(VOCAB)), "shared sampling")
     requests = [data.draw(row_request(target, prompt, shared)) for prompt in prompts]
     gamma = data.draw(st.integers(1, 6), "gamma")
     assert batched_request_mismatches(specdec_batched_factory(target, draft), target, prompts, requests, gamma) == []

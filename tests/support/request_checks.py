@@ -108,11 +108,24 @@ def batched_request_mismatches(decoder: Any, target: Any, prompts: list[torch.Te
     return problems
 
 
-def draw_request(data: Any, vocab: int, penalties: tuple[str, ...] = ("repetition_penalty", "presence_penalty",
-                                                                      "frequency_penalty")) -> tuple[Any, dict]:
-    """Hypothesis: (target, draft, prompt, request) pieces shared by the feature property tests: a tiny pair of any
-    architecture, identical or partial; a prompt; biases and bans; the ``penalties`` named (each may be off); gamma
-    1-7, EOS, ``min_new_tokens`` 0-24, logprobs off, 0 or 3. -> ((target, draft, prompt), request) without stops."""
+PENALTY_VALUES = {"repetition_penalty": [1.0, 0.8, 1.3, 2.0], "presence_penalty": [0.0, 0.6, -0.4, 1.5],
+                  "frequency_penalty": [0.0, 0.3, 1.0]}
+
+
+def sampling_features(vocab: int, penalties: tuple[str, ...] = tuple(PENALTY_VALUES)) -> Any:
+    """Hypothesis strategy: greedy ``SamplingConfig`` with biases and bans and the ``penalties`` named (each may be
+    off, below 1 or negative)."""
+    from hypothesis import strategies as st
+
+    bias = st.dictionaries(st.integers(0, vocab - 1), st.sampled_from([-math.inf, -3.0, 2.0, 8.0]), max_size=3)
+    return st.builds(SamplingConfig, logit_bias=bias,
+                     **{name: st.sampled_from(PENALTY_VALUES[name]) for name in penalties})
+
+
+def draw_request(data: Any, vocab: int, penalties: tuple[str, ...] = tuple(PENALTY_VALUES)) -> tuple[Any, dict]:
+    """Hypothesis: the pieces shared by the feature property tests: a tiny pair of any architecture, identical or
+    partial; a prompt; ``sampling_features``; gamma 1-7, EOS, ``min_new_tokens`` 0-24, logprobs off, 0 or 3.
+    -> ((target, draft, prompt), request) without stops."""
     from hypothesis import strategies as st
 
     from reference_impl.models.tiny import ARCHITECTURES
@@ -121,15 +134,9 @@ def draw_request(data: Any, vocab: int, penalties: tuple[str, ...] = ("repetitio
     target, draft = cached_pair(data.draw(st.sampled_from(ARCHITECTURES), "arch"),
                                 data.draw(st.sampled_from(["partial", "identical"]), "relation"))
     prompt = torch.tensor([data.draw(st.lists(st.integers(0, vocab - 1), min_size=1, max_size=10), "prompt")])
-    values = {"repetition_penalty": [1.0, 0.8, 1.3, 2.0], "presence_penalty": [0.0, 0.6, -0.4, 1.5],
-              "frequency_penalty": [0.0, 0.3, 1.0]}
-    bias = data.draw(st.dictionaries(st.integers(0, vocab - 1), st.sampled_from([-math.inf, -3.0, 2.0, 8.0]),
-                                     max_size=3), "logit_bias")
-    sampling = SamplingConfig(logit_bias=bias, **{name: data.draw(st.sampled_from(values[name]), name)
-                                                  for name in penalties})
     request = {
         "max_new_tokens": data.draw(st.integers(1, 40), "max_new_tokens"),
-        "sampling": sampling,
+        "sampling": data.draw(sampling_features(vocab, penalties), "sampling"),
         "gamma": data.draw(st.integers(1, 7), "gamma"),
         "eos_token_id": data.draw(st.one_of(st.none(), st.integers(0, vocab - 1)), "eos"),
         "min_new_tokens": data.draw(st.integers(0, 24), "min_new_tokens"),
